@@ -1,0 +1,1 @@
+"""Inference engines behind one protocol: Gemini batch, Gemini real-time, and local (torch / ONNX)."""

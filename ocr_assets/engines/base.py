@@ -1,0 +1,72 @@
+"""What every engine consumes and produces.
+
+A `PageRequest` is one record's inference input (already rendered prompt + image); an engine answers
+each with a `PageSuccess` or a `PageError` and never raises for a single page's failure.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal, Protocol, runtime_checkable
+
+from pydantic import BaseModel, Field
+
+from ocr_assets.schema import OcrPageResult, PageError
+
+
+class PromptIdentity(BaseModel):
+    name: str
+    version: str
+    vars_hash: str
+    template_hash: str = ""
+
+
+class PageRequest(BaseModel):
+    key: str
+    book: str
+    page: int
+    image_path: Path
+    prompt: str
+    prompt_identity: PromptIdentity
+    upstream_key: str | None = None
+    # Context carried from the upstream page (text tail + last courses) as the prompt saw it.
+    previous_context: dict | None = None
+    attempt: int = 1
+
+
+class TokenUsage(BaseModel):
+    prompt_tokens: int = 0
+    output_tokens: int = 0
+    cached_tokens: int = 0
+
+
+class PageSuccess(BaseModel):
+    key: str
+    result: OcrPageResult
+    raw_response: str | None = None
+    usage: TokenUsage = Field(default_factory=TokenUsage)
+    model: str = ""
+    latency_s: float | None = None
+
+
+class PageFailure(PageError):
+    """A `PageError` plus what the engine knows about the call that failed."""
+
+    usage: TokenUsage = Field(default_factory=TokenUsage)
+    model: str = ""
+    latency_s: float | None = None
+
+
+PageOutcome = PageSuccess | PageFailure
+
+PricingMode = Literal["realtime", "batch", "local"]
+
+
+@runtime_checkable
+class SyncEngine(Protocol):
+    """Answers requests directly (local model, Gemini real-time, flex tier)."""
+
+    name: str
+    pricing_mode: PricingMode
+
+    def infer(self, requests: list[PageRequest]) -> list[PageOutcome]: ...

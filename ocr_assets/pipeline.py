@@ -1,0 +1,313 @@
+"""Record-level execution shared by every engine: build requests, claim, infer, ingest.
+
+`Pipeline.ingest` is the one place where engine outcomes become outputs on disk and store
+transitions: validated output written atomically first, then one transaction for the whole batch.
+A crash between the two leaves records RUNNING in their batch, and re-ingesting rewrites the same
+bytes, so nothing is lost or half-applied.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+
+from ocr_assets.engines.base import (
+    PageFailure,
+    PageOutcome,
+    PageRequest,
+    PageSuccess,
+    PricingMode,
+    PromptIdentity,
+    SyncEngine,
+)
+from ocr_assets.outputs import read_output, render_output, write_output
+from ocr_assets.pricing import cost, realtime_cost
+from ocr_assets.prompts import PromptRegistry, page_variables, upstream_context
+from ocr_assets.schema import ErrorClass
+from ocr_assets.settings import Settings
+from ocr_assets.store import (
+    ApplySummary,
+    BatchState,
+    ClaimItem,
+    RecordOutcome,
+    RecordRow,
+    RecordStore,
+)
+from ocr_assets.tracking import InferenceEvent, NullTracker, Tracker
+
+log = logging.getLogger(__name__)
+
+SYNC_ENGINE_PREFIXES = ("local", "gemini-realtime", "gemini-flex")
+
+
+class RunSummary(BaseModel):
+    waves: int = 0
+    attempted: int = 0
+    succeeded: int = 0
+    retryable: int = 0
+    fatal: int = 0
+    blocked: int = 0
+    batches: list[str] = Field(default_factory=list)
+
+
+def open_store(settings: Settings) -> RecordStore:
+    return RecordStore(settings.paths.database, max_attempts=settings.execution.max_attempts)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def owner_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class Pipeline:
+    """Domain entry point used by the CLI, the Dagster assets and the benchmarks."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: RecordStore | None = None,
+        *,
+        tracker: Tracker | None = None,
+        registry: PromptRegistry | None = None,
+    ):
+        self.settings = settings
+        self.store = store or open_store(settings)
+        self.tracker = tracker or NullTracker()
+        self.registry = registry or PromptRegistry(settings.prompt.registry_dir)
+
+    # -- requests --------------------------------------------------------------------------
+
+    def previous_context(self, record: RecordRow, upstream: RecordRow | None) -> dict | None:
+        if record.upstream_key is None or upstream is None or not upstream.output_path:
+            return None
+        return upstream_context(read_output(Path(upstream.output_path)))
+
+    def build_requests(
+        self, records: Sequence[RecordRow], *, prompt_version: str | None = None
+    ) -> tuple[list[PageRequest], list[tuple[RecordRow, str]]]:
+        """Render each record's prompt with its upstream context; returns (requests, unbuildable)."""
+        prompt = self.settings.prompt
+        version = prompt_version or prompt.version
+        self.registry.check(prompt.name, version)
+        upstreams = self.store.get_many([r.upstream_key for r in records if r.upstream_key])
+        requests: list[PageRequest] = []
+        problems: list[tuple[RecordRow, str]] = []
+        for record in records:
+            try:
+                context = self.previous_context(record, upstreams.get(record.upstream_key or ""))
+            except (OSError, ValueError) as exc:
+                problems.append((record, f"upstream output of {record.upstream_key} is unreadable: {exc}"))
+                continue
+            variables = page_variables(
+                state=record.state, school=record.school, year=record.year, page=record.page,
+                previous_context=context,
+            )
+            rendered = self.registry.render(prompt.name, version, variables)
+            requests.append(
+                PageRequest(
+                    key=record.key, book=record.book, page=record.page, image_path=Path(record.image_path),
+                    prompt=rendered.text, prompt_identity=rendered.identity, upstream_key=record.upstream_key,
+                    previous_context=context, attempt=record.attempts + 1,
+                )
+            )
+        return requests, problems
+
+    @staticmethod
+    def claim_items(requests: Sequence[PageRequest]) -> list[ClaimItem]:
+        return [
+            ClaimItem(
+                key=r.key, batch_index=i, prompt_name=r.prompt_identity.name,
+                prompt_version=r.prompt_identity.version, prompt_vars_hash=r.prompt_identity.vars_hash,
+            )
+            for i, r in enumerate(requests)
+        ]
+
+    # -- ingest ----------------------------------------------------------------------------
+
+    def ingest(
+        self,
+        batch_id: str,
+        requests: Sequence[PageRequest],
+        outcomes: Sequence[PageOutcome],
+        *,
+        engine: str,
+        pricing_mode: PricingMode,
+        model: str | None = None,
+    ) -> ApplySummary:
+        """Write outputs of the records still RUNNING in `batch_id`, then apply all in one transaction.
+
+        Requests without an outcome come back as retryable `missing_result` failures.
+        """
+        model = model or self.settings.model.name
+        by_key = {r.key: r for r in requests}
+        running = self.store.running_keys(batch_id)
+        answered: dict[str, PageOutcome] = {}
+        for outcome in outcomes:
+            answered.setdefault(outcome.key, outcome)
+        for key in by_key:
+            if key not in answered:
+                answered[key] = PageFailure(
+                    key=key, error_class=ErrorClass.RETRYABLE, error_type="missing_result",
+                    message="the engine returned no result for this record",
+                )
+        generation = self.settings.model.generation.model_dump()
+        records: list[RecordOutcome] = []
+        events: list[InferenceEvent] = []
+        for key, outcome in answered.items():
+            if key not in running:
+                continue  # stale or replayed: the store would ignore it; never overwrite outputs
+            request = by_key.get(key)
+            billed = cost(outcome.usage, self.settings.model, pricing_mode)
+            list_price = 0.0 if pricing_mode == "local" else realtime_cost(outcome.usage, self.settings.model)
+            common = dict(
+                key=key, model=outcome.model or model, engine=engine, pricing_mode=pricing_mode,
+                prompt_tokens=outcome.usage.prompt_tokens, output_tokens=outcome.usage.output_tokens,
+                cached_tokens=outcome.usage.cached_tokens, cost_usd=billed, realtime_cost_usd=list_price,
+                latency_s=outcome.latency_s, raw_response=outcome.raw_response,
+                rendered_prompt=request.prompt if request else None,
+                previous_context=request.previous_context if request else None,
+                generation_config=generation,
+            )
+            if isinstance(outcome, PageSuccess):
+                path, sha = write_output(self.settings.paths.output_root, key, outcome.result)
+                records.append(
+                    RecordOutcome(success=True, output_path=str(path), output_sha256=sha,
+                                  output_json=render_output(outcome.result).decode("utf-8"), **common)
+                )
+            else:
+                records.append(
+                    RecordOutcome(success=False, error_class=str(outcome.error_class), error_type=outcome.error_type,
+                                  message=outcome.message, traceback=outcome.traceback, **common)
+                )
+        summary = self.store.apply_outcomes(batch_id, records)
+        applied = set(summary.applied)
+        for rec in records:
+            if rec.key in applied:
+                events.append(self._event(rec, batch_id, by_key.get(rec.key)))
+        try:
+            self.tracker.log_inferences(events)
+        except Exception:  # tracking must never fail a run
+            log.warning("inference tracking failed; the DuckDB inference log still has every record", exc_info=True)
+        return summary
+
+    @staticmethod
+    def _event(rec: RecordOutcome, batch_id: str, request: PageRequest | None) -> InferenceEvent:
+        import json
+
+        book, _, page = rec.key.rpartition(":")
+        return InferenceEvent(
+            key=rec.key, book=book, page=int(page), engine=rec.engine, model=rec.model, batch_id=batch_id,
+            attempt=request.attempt if request else 1, success=rec.success,
+            prompt_name=request.prompt_identity.name if request else None,
+            prompt_version=request.prompt_identity.version if request else None,
+            prompt_vars_hash=request.prompt_identity.vars_hash if request else None,
+            rendered_prompt=rec.rendered_prompt, previous_context=rec.previous_context,
+            generation_config=rec.generation_config or {},
+            output=json.loads(rec.output_json) if rec.output_json else None,
+            error_type=rec.error_type, error_message=rec.message, traceback=rec.traceback,
+            raw_response=rec.raw_response, prompt_tokens=rec.prompt_tokens, output_tokens=rec.output_tokens,
+            cached_tokens=rec.cached_tokens, cost_usd=rec.cost_usd, latency_s=rec.latency_s,
+        )
+
+    # -- synchronous engines ---------------------------------------------------------------
+
+    def recover_orphans(self) -> list[str]:
+        """Release records held by synchronous runs whose process died (counts the attempt)."""
+        host = socket.gethostname()
+        released: list[str] = []
+        for batch in self.store.active_batches():
+            if not batch.engine.startswith(SYNC_ENGINE_PREFIXES) or not batch.owner:
+                continue
+            owner_host, _, pid = batch.owner.rpartition(":")
+            if owner_host == host and pid.isdigit() and not _pid_alive(int(pid)):
+                released += self.store.release_batch(
+                    batch.batch_id, error=f"process {batch.owner} died during inference",
+                    error_type="orchestrator_died", count_failure=True, state=BatchState.FAILED,
+                )
+        return released
+
+    def run_wave(
+        self, engine: SyncEngine, records: Sequence[RecordRow], *, prompt_version: str | None = None
+    ) -> tuple[str, ApplySummary] | None:
+        """Claim `records`, infer them with a synchronous engine, ingest; None when nothing was claimed."""
+        requests, problems = self.build_requests(records, prompt_version=prompt_version)
+        batch_id = f"{engine.name}-{uuid.uuid4().hex[:12]}"
+        claimable = requests + [
+            PageRequest(key=rec.key, book=rec.book, page=rec.page, image_path=Path(rec.image_path), prompt="",
+                        prompt_identity=PromptIdentity(name=self.settings.prompt.name,
+                                                       version=prompt_version or self.settings.prompt.version,
+                                                       vars_hash=""),
+                        attempt=rec.attempts + 1)
+            for rec, _ in problems
+        ]
+        claimed = set(
+            self.store.claim(batch_id, self.claim_items(claimable), engine=engine.name,
+                             model=self._model_name(engine), owner=owner_id())
+        )
+        if not claimed:
+            return None
+        todo = [r for r in requests if r.key in claimed]
+        outcomes: list[PageOutcome] = list(engine.infer(todo)) if todo else []
+        outcomes += [
+            PageFailure(key=rec.key, error_class=ErrorClass.RETRYABLE, error_type="upstream_output_unreadable",
+                        message=why)
+            for rec, why in problems if rec.key in claimed
+        ]
+        summary = self.ingest(batch_id, [r for r in claimable if r.key in claimed], outcomes,
+                              engine=engine.name, pricing_mode=engine.pricing_mode, model=self._model_name(engine))
+        self.store.set_batch_state(batch_id, BatchState.INGESTED)
+        return batch_id, summary
+
+    def _model_name(self, engine: SyncEngine) -> str:
+        return getattr(engine, "model_name", None) or (
+            self.settings.model.name if engine.pricing_mode != "local" else engine.name
+        )
+
+    def run_sync(
+        self,
+        engine: SyncEngine,
+        *,
+        books: Sequence[str] | None = None,
+        wave_size: int | None = None,
+        limit: int | None = None,
+        prompt_version: str | None = None,
+        on_wave: Callable[[RunSummary, ApplySummary], None] | None = None,
+    ) -> RunSummary:
+        """Drive the selected books (or all) to terminal: waves of runnable records across books."""
+        wave_size = wave_size or self.settings.execution.batch_size_limit
+        summary = RunSummary()
+        self.recover_orphans()
+        while limit is None or summary.attempted < limit:
+            size = wave_size if limit is None else min(wave_size, limit - summary.attempted)
+            records = self.store.runnable(size, books=books)
+            if not records:
+                break
+            result = self.run_wave(engine, records, prompt_version=prompt_version)
+            if result is None:
+                continue
+            batch_id, applied = result
+            summary.waves += 1
+            summary.batches.append(batch_id)
+            summary.attempted += len(applied.applied)
+            summary.succeeded += len(applied.succeeded)
+            summary.retryable += len(applied.retryable)
+            summary.fatal += len(applied.fatal)
+            summary.blocked += applied.blocked
+            if on_wave:
+                on_wave(summary, applied)
+        return summary

@@ -1,0 +1,291 @@
+"""The corpus plan: scan images + allow-list once into immutable nodes and page-chain deps.
+
+Only allow-listed pages exist. Within a book, page N depends on the previous allow-listed page
+only if that page is N−1; a gap starts a new chain. Bad entries never crash the scan: each one
+becomes a report line with a reason, and valid pages beside it are kept.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import defaultdict
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+
+from ocr_assets.keys import BookKey, check_name_part
+from ocr_assets.settings import FilterSettings
+from ocr_assets.store import PlannedRecord, RecordStore
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp")
+
+
+class ReportEntry(BaseModel):
+    path: str
+    reason: str
+
+
+class ScanResult(BaseModel):
+    """Nodes found on disk plus everything that could not be planned, with reasons."""
+
+    nodes: list[PlannedRecord] = Field(default_factory=list)
+    report: list[ReportEntry] = Field(default_factory=list)
+
+    def books(self) -> dict[str, list[PlannedRecord]]:
+        grouped: dict[str, list[PlannedRecord]] = defaultdict(list)
+        for node in self.nodes:
+            grouped[node.book].append(node)
+        return dict(grouped)
+
+
+class PlanResult(BaseModel):
+    plan_run: str
+    pages_found: int
+    books_found: int
+    books_added: list[str] = Field(default_factory=list)
+    books_replanned: list[str] = Field(default_factory=list)
+    books_unchanged: int = 0
+    pages_added: int = 0
+    report: list[ReportEntry] = Field(default_factory=list)
+
+
+def _safe_name(name: str) -> str | None:
+    """Why a directory entry name cannot be used (non-UTF-8), else None."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return f"name {name.encode('utf-8', 'surrogateescape')!r} is not valid UTF-8"
+    return None
+
+
+def _inside(path: str, root: str) -> bool:
+    real = os.path.realpath(path)
+    return real == root or real.startswith(root + os.sep)
+
+
+class _Scanner:
+    def __init__(self, images_root: Path, allow_list_root: Path, filters: FilterSettings):
+        self.images_root = str(images_root)
+        self.allow_root = str(allow_list_root)
+        self.images_real = os.path.realpath(self.images_root)
+        self.allow_real = os.path.realpath(self.allow_root)
+        self.filters = filters
+        self.result = ScanResult()
+
+    def report(self, path: str, reason: str) -> None:
+        self.result.report.append(ReportEntry(path=_printable(path), reason=reason))
+
+    def _dirs(self, path: str, what: str, root_real: str) -> Iterator[os.DirEntry[str]]:
+        try:
+            entries = sorted(os.scandir(path), key=lambda e: e.name)
+        except OSError as exc:
+            self.report(path, f"cannot list {what} folder: {exc.strerror or exc}")
+            return
+        for entry in entries:
+            bad = _safe_name(entry.name)
+            if bad:
+                self.report(entry.path, f"{what} {bad}")
+                continue
+            if entry.is_symlink() and not _inside(entry.path, root_real):
+                self.report(entry.path, f"symlink escapes the root {root_real}")
+                continue
+            if entry.is_dir():
+                yield entry
+            elif what != "year":
+                self.report(entry.path, f"unexpected file where a {what} folder belongs")
+
+    def scan(self) -> ScanResult:
+        if not os.path.isdir(self.allow_root):
+            self.report(self.allow_root, "allow-list root does not exist or is not a folder")
+            return self.result
+        if not os.path.isdir(self.images_root):
+            self.report(self.images_root, "images root does not exist or is not a folder")
+        for state in self._dirs(self.allow_root, "state", self.allow_real):
+            if reason := check_name_part(state.name, "state"):
+                self.report(state.path, reason)
+                continue
+            if self.filters.states and state.name not in self.filters.states:
+                continue
+            for school in self._dirs(state.path, "school", self.allow_real):
+                if reason := check_name_part(school.name, "school"):
+                    self.report(school.path, reason)
+                    continue
+                if self.filters.schools and school.name not in self.filters.schools:
+                    continue
+                for year in self._dirs(school.path, "year", self.allow_real):
+                    if not (year.name.isascii() and year.name.isdigit()):
+                        self.report(year.path, f"year folder {year.name!r} is not a number")
+                        continue
+                    book = BookKey(state.name, school.name, int(year.name))
+                    if not self.filters.admits(book.state, book.school, book.year):
+                        continue
+                    self._scan_book(book, year.path)
+        return self.result
+
+    def _images(self, book: BookKey) -> dict[int, str]:
+        folder = os.path.join(self.images_root, book.state, book.school, str(book.year))
+        found: dict[int, str] = {}
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            return found
+        for entry in sorted(entries, key=lambda e: e.name):
+            stem, ext = os.path.splitext(entry.name)
+            if ext.lower() not in IMAGE_EXTENSIONS or not (stem.isascii() and stem.isdigit()):
+                continue
+            if entry.is_symlink() and not _inside(entry.path, self.images_real):
+                self.report(entry.path, f"image symlink escapes the root {self.images_real}")
+                continue
+            page = int(stem)
+            # Prefer the canonical (unpadded) name when several files claim one page.
+            if page not in found or stem == str(page):
+                found[page] = entry.path
+        return found
+
+    def _scan_book(self, book: BookKey, folder: str) -> None:
+        candidates: dict[int, list[os.DirEntry[str]]] = defaultdict(list)
+        try:
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError as exc:
+            self.report(folder, f"cannot list book folder: {exc.strerror or exc}")
+            return
+        for entry in entries:
+            if bad := _safe_name(entry.name):
+                self.report(entry.path, bad)
+                continue
+            stem, ext = os.path.splitext(entry.name)
+            if entry.is_dir():
+                self.report(entry.path, "unexpected folder inside a book's allow-list")
+                continue
+            if ext.lower() != ".json":
+                self.report(entry.path, "not a .json allow-list file")
+                continue
+            if not (stem.isascii() and stem.isdigit()):
+                self.report(entry.path, f"page name {stem!r} is not a number")
+                continue
+            if entry.is_symlink() and not _inside(entry.path, self.allow_real):
+                self.report(entry.path, f"symlink escapes the root {self.allow_real}")
+                continue
+            candidates[int(stem)].append(entry)
+
+        images = self._images(book)
+        pages: dict[int, str] = {}
+        for page, found in candidates.items():
+            if len(found) > 1:
+                names = ", ".join(e.name for e in found)
+                canonical = [e for e in found if os.path.splitext(e.name)[0] == str(page)]
+                if not canonical:
+                    for e in found:
+                        self.report(e.path, f"duplicate page {page} ({names}); rename one to {page}.json")
+                    continue
+                for e in found:
+                    if e is not canonical[0]:
+                        self.report(e.path, f"duplicate page {page} ({names}); {canonical[0].name} is used")
+                found = canonical
+            entry = found[0]
+            if reason := _allow_list_problem(entry.path):
+                self.report(entry.path, reason)
+                continue
+            if page not in images:
+                self.report(entry.path, f"allow-listed page {page} of {book} has no image in the images root")
+                continue
+            pages[page] = entry.path
+
+        ordered = sorted(pages)
+        # chain_remaining: pages after this one in its chain, so the longest chains are scheduled first.
+        remaining: dict[int, int] = {}
+        run = 0
+        for page in reversed(ordered):
+            run = run + 1 if (page + 1) in remaining else 0
+            remaining[page] = run
+        book_key = str(book)
+        for page in ordered:
+            upstream = f"{book_key}:{page - 1}" if (page - 1) in pages else None
+            self.result.nodes.append(
+                PlannedRecord.model_construct(
+                    key=f"{book_key}:{page}", book=book_key, state=book.state, school=book.school,
+                    year=book.year, page=page, image_path=images[page], allow_list_path=pages[page],
+                    upstream_key=upstream, chain_remaining=remaining[page],
+                )
+            )
+
+
+def _printable(path: str) -> str:
+    return path.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+def _allow_list_problem(path: str) -> str | None:
+    """Why an allow-list file cannot be used; empty files are a valid 'no labels' entry."""
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except OSError as exc:
+        return f"cannot read allow-list file: {exc.strerror or exc}"
+    if not data.strip():
+        return None
+    try:
+        json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return f"allow-list file is not valid JSON: {exc}"
+    return None
+
+
+def scan_corpus(images_root: Path, allow_list_root: Path, filters: FilterSettings | None = None) -> ScanResult:
+    """Walk the allow-list tree once and return nodes (with deps) plus the bad-entry report."""
+    return _Scanner(images_root, allow_list_root, filters or FilterSettings()).scan()
+
+
+def build_plan(
+    store: RecordStore, images_root: Path, allow_list_root: Path, filters: FilterSettings | None = None
+) -> PlanResult:
+    """Scan the corpus and add what is new to the store; never touch a started book's records.
+
+    New books are added. An unstarted book whose allow-list changed is re-planned (nothing ran yet).
+    A started book whose allow-list changed is reported, not applied.
+    """
+    scan = scan_corpus(images_root, allow_list_root, filters)
+    plan_run = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+    existing = store.planned_pages_by_book()
+    report = list(scan.report)
+    to_add: list[PlannedRecord] = []
+    added, replanned, unchanged = [], [], 0
+    for book, nodes in scan.books().items():
+        pages = {n.page for n in nodes}
+        if book not in existing:
+            added.append(book)
+            to_add.extend(nodes)
+            continue
+        planned, started = existing[book]
+        if planned == pages:
+            unchanged += 1
+        elif not started:
+            replanned.append(book)
+            to_add.extend(nodes)
+        else:
+            new, gone = sorted(pages - planned), sorted(planned - pages)
+            report.append(
+                ReportEntry(
+                    path=str(Path(allow_list_root, *book.split(":"))),
+                    reason=f"allow-list of started book {book} changed (added pages {new}, removed {gone}); "
+                    "not applied — the plan of a started book is immutable",
+                )
+            )
+    store.add_planned(to_add, replace_books=replanned)
+    store.add_plan_report(plan_run, [(e.path, e.reason) for e in report])
+    return PlanResult(
+        plan_run=plan_run, pages_found=len(scan.nodes), books_found=len(scan.books()),
+        books_added=added, books_replanned=replanned, books_unchanged=unchanged,
+        pages_added=len(to_add), report=report,
+    )
+
+
+def export_plan(store: RecordStore, path: Path) -> int:
+    """Write the `{"nodes": {...}, "deps": {...}}` JSON atomically; returns the node count."""
+    from ocr_assets.outputs import atomic_write_text
+
+    plan = store.export_plan()
+    atomic_write_text(path, json.dumps(plan, indent=2, sort_keys=True))
+    return len(plan["nodes"])

@@ -1,0 +1,1000 @@
+"""The record store: DuckDB file holding every record's state, batches, failures, costs and inferences.
+
+DuckDB allows one read-write process per file and no readers beside it, while Dagster runs, the
+daemon's sensors and the CLI are separate processes. So every access goes open → short transaction
+→ close under an exclusive OS file lock (`<db>.lock`); see DESIGN.md for the measurement that
+rejected "retry on lock error" alone. Transitions are guarded SQL: a record only moves from the
+states its transition allows, and results only apply to the batch the record is in.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import socket
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import duckdb
+from pydantic import BaseModel, Field
+from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
+
+
+class RecordStatus(StrEnum):
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    SUCCESS = "SUCCESS"
+    RETRYABLE_FAILURE = "RETRYABLE_FAILURE"
+    FATAL_FAILURE = "FATAL_FAILURE"
+    BLOCKED = "BLOCKED"
+
+
+TERMINAL_STATUSES = (RecordStatus.SUCCESS, RecordStatus.FATAL_FAILURE, RecordStatus.BLOCKED)
+
+
+class BatchState(StrEnum):
+    SUBMITTING = "SUBMITTING"  # claimed locally, remote create not yet confirmed
+    HELD = "HELD"  # remote create refused for capacity (429); retried later, no attempt counted
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+    EXPIRED = "EXPIRED"
+    INGESTED = "INGESTED"
+
+
+ACTIVE_BATCH_STATES = (BatchState.SUBMITTING, BatchState.HELD, BatchState.PENDING, BatchState.RUNNING)
+REMOTE_TERMINAL_STATES = (BatchState.SUCCEEDED, BatchState.FAILED, BatchState.CANCELLED, BatchState.EXPIRED)
+
+
+class StoreError(RuntimeError):
+    """The record store could not complete an operation."""
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS records (
+    key VARCHAR PRIMARY KEY,
+    book VARCHAR NOT NULL,
+    state VARCHAR NOT NULL,
+    school VARCHAR NOT NULL,
+    year INTEGER NOT NULL,
+    page INTEGER NOT NULL,
+    image_path VARCHAR NOT NULL,
+    allow_list_path VARCHAR NOT NULL,
+    upstream_key VARCHAR,
+    chain_remaining INTEGER NOT NULL DEFAULT 0,
+    status VARCHAR NOT NULL DEFAULT 'PENDING',
+    attempts INTEGER NOT NULL DEFAULT 0,
+    last_error VARCHAR,
+    error_class VARCHAR,
+    error_type VARCHAR,
+    blocked_by VARCHAR,
+    prompt_name VARCHAR,
+    prompt_version VARCHAR,
+    prompt_vars_hash VARCHAR,
+    model VARCHAR,
+    engine VARCHAR,
+    batch_id VARCHAR,
+    batch_index INTEGER,
+    prompt_tokens BIGINT NOT NULL DEFAULT 0,
+    output_tokens BIGINT NOT NULL DEFAULT 0,
+    cached_tokens BIGINT NOT NULL DEFAULT 0,
+    cost_usd DOUBLE NOT NULL DEFAULT 0,
+    output_path VARCHAR,
+    output_sha256 VARCHAR,
+    created_at TIMESTAMP NOT NULL,
+    updated_at TIMESTAMP NOT NULL
+);
+CREATE TABLE IF NOT EXISTS batches (
+    batch_id VARCHAR PRIMARY KEY,
+    remote_name VARCHAR,
+    engine VARCHAR NOT NULL,
+    model VARCHAR,
+    state VARCHAR NOT NULL,
+    record_count INTEGER NOT NULL,
+    estimated_tokens BIGINT NOT NULL DEFAULT 0,
+    owner VARCHAR,
+    error VARCHAR,
+    detail VARCHAR,
+    created_at TIMESTAMP NOT NULL,
+    updated_at TIMESTAMP NOT NULL,
+    ingested_at TIMESTAMP
+);
+CREATE TABLE IF NOT EXISTS batch_records (
+    batch_id VARCHAR NOT NULL,
+    key VARCHAR NOT NULL,
+    batch_index INTEGER NOT NULL,
+    attempt INTEGER NOT NULL,
+    outcome VARCHAR,
+    PRIMARY KEY (batch_id, key)
+);
+CREATE SEQUENCE IF NOT EXISTS failure_seq;
+CREATE TABLE IF NOT EXISTS failure_log (
+    id BIGINT PRIMARY KEY DEFAULT nextval('failure_seq'),
+    key VARCHAR NOT NULL,
+    attempt INTEGER NOT NULL,
+    batch_id VARCHAR,
+    engine VARCHAR,
+    error_class VARCHAR NOT NULL,
+    error_type VARCHAR NOT NULL,
+    message VARCHAR NOT NULL,
+    traceback VARCHAR,
+    raw_response VARCHAR,
+    prompt_name VARCHAR,
+    prompt_version VARCHAR,
+    prompt_vars_hash VARCHAR,
+    model VARCHAR,
+    generation_config VARCHAR,
+    created_at TIMESTAMP NOT NULL
+);
+CREATE SEQUENCE IF NOT EXISTS ledger_seq;
+CREATE TABLE IF NOT EXISTS cost_ledger (
+    id BIGINT PRIMARY KEY DEFAULT nextval('ledger_seq'),
+    key VARCHAR NOT NULL,
+    batch_id VARCHAR,
+    engine VARCHAR NOT NULL,
+    pricing_mode VARCHAR NOT NULL,
+    model VARCHAR,
+    prompt_tokens BIGINT NOT NULL,
+    output_tokens BIGINT NOT NULL,
+    cached_tokens BIGINT NOT NULL,
+    cost_usd DOUBLE NOT NULL,
+    realtime_cost_usd DOUBLE NOT NULL,
+    created_at TIMESTAMP NOT NULL
+);
+CREATE SEQUENCE IF NOT EXISTS inference_seq;
+CREATE TABLE IF NOT EXISTS inference_log (
+    id BIGINT PRIMARY KEY DEFAULT nextval('inference_seq'),
+    key VARCHAR NOT NULL,
+    book VARCHAR,
+    page INTEGER,
+    attempt INTEGER,
+    batch_id VARCHAR,
+    engine VARCHAR,
+    model VARCHAR,
+    success BOOLEAN NOT NULL,
+    prompt_name VARCHAR,
+    prompt_version VARCHAR,
+    prompt_vars_hash VARCHAR,
+    rendered_prompt VARCHAR,
+    previous_context VARCHAR,
+    generation_config VARCHAR,
+    output_json VARCHAR,
+    error_type VARCHAR,
+    error_message VARCHAR,
+    raw_response VARCHAR,
+    prompt_tokens BIGINT,
+    output_tokens BIGINT,
+    cached_tokens BIGINT,
+    cost_usd DOUBLE,
+    latency_s DOUBLE,
+    created_at TIMESTAMP NOT NULL
+);
+CREATE SEQUENCE IF NOT EXISTS report_seq;
+CREATE TABLE IF NOT EXISTS plan_report (
+    id BIGINT PRIMARY KEY DEFAULT nextval('report_seq'),
+    plan_run VARCHAR NOT NULL,
+    path VARCHAR NOT NULL,
+    reason VARCHAR NOT NULL,
+    created_at TIMESTAMP NOT NULL
+);
+CREATE SEQUENCE IF NOT EXISTS audit_seq;
+CREATE TABLE IF NOT EXISTS audit_log (
+    id BIGINT PRIMARY KEY DEFAULT nextval('audit_seq'),
+    action VARCHAR NOT NULL,
+    detail VARCHAR NOT NULL,
+    created_at TIMESTAMP NOT NULL
+);
+CREATE TABLE IF NOT EXISTS kv (
+    name VARCHAR PRIMARY KEY,
+    value VARCHAR NOT NULL
+);
+"""
+
+
+class RecordRow(BaseModel):
+    """One record as stored."""
+
+    key: str
+    book: str
+    state: str
+    school: str
+    year: int
+    page: int
+    image_path: str
+    allow_list_path: str
+    upstream_key: str | None = None
+    chain_remaining: int = 0
+    status: RecordStatus
+    attempts: int = 0
+    last_error: str | None = None
+    error_class: str | None = None
+    error_type: str | None = None
+    blocked_by: str | None = None
+    prompt_name: str | None = None
+    prompt_version: str | None = None
+    prompt_vars_hash: str | None = None
+    model: str | None = None
+    engine: str | None = None
+    batch_id: str | None = None
+    batch_index: int | None = None
+    prompt_tokens: int = 0
+    output_tokens: int = 0
+    cached_tokens: int = 0
+    cost_usd: float = 0.0
+    output_path: str | None = None
+    output_sha256: str | None = None
+    created_at: datetime
+    updated_at: datetime
+
+
+class BatchRow(BaseModel):
+    batch_id: str
+    remote_name: str | None = None
+    engine: str
+    model: str | None = None
+    state: BatchState
+    record_count: int
+    estimated_tokens: int = 0
+    owner: str | None = None
+    error: str | None = None
+    detail: str | None = None
+    created_at: datetime
+    updated_at: datetime
+    ingested_at: datetime | None = None
+
+
+class PlannedRecord(BaseModel):
+    """A plan node as the store receives it."""
+
+    key: str
+    book: str
+    state: str
+    school: str
+    year: int
+    page: int
+    image_path: str
+    allow_list_path: str
+    upstream_key: str | None = None
+    chain_remaining: int = 0
+
+
+class ClaimItem(BaseModel):
+    """A record going into a batch (or a synchronous run), with the prompt it will be sent."""
+
+    key: str
+    batch_index: int
+    prompt_name: str
+    prompt_version: str
+    prompt_vars_hash: str
+
+
+class RecordOutcome(BaseModel):
+    """What happened to one record in one attempt; `apply_outcomes` writes it transactionally."""
+
+    key: str
+    success: bool
+    output_path: str | None = None
+    output_sha256: str | None = None
+    output_json: str | None = None
+    error_class: str | None = None  # "retryable" | "fatal"
+    error_type: str | None = None
+    message: str | None = None
+    traceback: str | None = None
+    raw_response: str | None = None
+    model: str = ""
+    engine: str = ""
+    pricing_mode: str = "local"
+    prompt_tokens: int = 0
+    output_tokens: int = 0
+    cached_tokens: int = 0
+    cost_usd: float = 0.0
+    realtime_cost_usd: float = 0.0
+    latency_s: float | None = None
+    rendered_prompt: str | None = None
+    previous_context: dict | None = None
+    generation_config: dict | None = None
+
+
+class ApplySummary(BaseModel):
+    applied: list[str] = Field(default_factory=list)
+    succeeded: list[str] = Field(default_factory=list)
+    retryable: list[str] = Field(default_factory=list)
+    fatal: list[str] = Field(default_factory=list)
+    ignored: list[str] = Field(default_factory=list)  # not RUNNING in this batch (stale or replayed)
+    blocked: int = 0
+
+
+_LOCAL_LOCKS: dict[str, threading.Lock] = {}
+_LOCAL_LOCKS_GUARD = threading.Lock()
+
+
+def _thread_lock(path: str) -> threading.Lock:
+    with _LOCAL_LOCKS_GUARD:
+        return _LOCAL_LOCKS.setdefault(path, threading.Lock())
+
+
+class _LockConflict(Exception):
+    pass
+
+
+def _is_lock_conflict(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return "lock" in text and ("conflict" in text or "could not set lock" in text)
+
+
+class RecordStore:
+    """Open → short transaction → close, under an exclusive file lock, for every access."""
+
+    def __init__(self, path: str | Path, *, max_attempts: int = 3):
+        self.path = Path(path)
+        self.max_attempts = max_attempts
+        self._lock_path = self.path.with_name(self.path.name + ".lock")
+        self._schema_ready = False
+
+    # -- connection management -------------------------------------------------------------
+
+    @contextmanager
+    def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """An exclusive connection; everything inside runs in one transaction, committed on exit."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # flock serialises processes; the thread lock serialises threads of this process, which
+        # would otherwise share DuckDB's in-process instance cache and its single writer.
+        with _thread_lock(str(self.path.resolve())), open(self._lock_path, "a+") as lock_file:
+            fcntl.flock(lock_file, fcntl.LOCK_EX)
+            try:
+                con = self._open()
+                try:
+                    if not self._schema_ready:
+                        con.execute(_SCHEMA)
+                        self._schema_ready = True
+                    con.execute("BEGIN TRANSACTION")
+                    try:
+                        yield con
+                    except BaseException:
+                        con.execute("ROLLBACK")
+                        raise
+                    con.execute("COMMIT")
+                finally:
+                    con.close()
+            finally:
+                fcntl.flock(lock_file, fcntl.LOCK_UN)
+
+    # Another program (a user's duckdb shell) may hold the file without our lock: retry briefly.
+    @retry(
+        retry=retry_if_exception_type(_LockConflict),
+        stop=stop_after_attempt(8),
+        wait=wait_exponential_jitter(initial=0.05, max=2.0),
+        reraise=True,
+    )
+    def _open_retrying(self) -> duckdb.DuckDBPyConnection:
+        try:
+            return duckdb.connect(str(self.path))
+        except duckdb.IOException as exc:
+            if _is_lock_conflict(exc):
+                raise _LockConflict(str(exc)) from exc
+            raise
+
+    def _open(self) -> duckdb.DuckDBPyConnection:
+        try:
+            return self._open_retrying()
+        except _LockConflict as exc:
+            raise StoreError(f"record store {self.path} is locked by another program: {exc}") from None
+
+    def init(self) -> None:
+        with self.connect():
+            pass
+
+    # -- plan ------------------------------------------------------------------------------
+
+    def planned_pages_by_book(self) -> dict[str, tuple[set[int], bool]]:
+        """book → (planned pages, started) where started means some record left PENDING or was tried."""
+        with self.connect() as con:
+            rows = con.execute(
+                "SELECT book, list(page), bool_or(status <> 'PENDING' OR attempts > 0) "
+                "FROM records GROUP BY book"
+            ).fetchall()
+        return {book: (set(pages), bool(started)) for book, pages, started in rows}
+
+    def add_planned(self, nodes: Sequence[PlannedRecord], *, replace_books: Iterable[str] = ()) -> int:
+        """Insert plan nodes in one transaction (bulk); `replace_books` are unstarted books re-planned."""
+        import pyarrow as pa
+
+        now = utcnow()
+        columns = list(PlannedRecord.model_fields)
+        data = {name: [getattr(node, name) for node in nodes] for name in columns}
+        plan_nodes = pa.table(data)  # noqa: F841 - referenced by name in SQL
+        replace = list(replace_books)
+        with self.connect() as con:
+            if replace:
+                con.execute(
+                    "DELETE FROM records WHERE book IN (SELECT unnest(?)) AND status = 'PENDING' AND attempts = 0",
+                    [replace],
+                )
+            if nodes:
+                con.execute(
+                    f"INSERT INTO records ({', '.join(columns)}, created_at, updated_at) "
+                    f"SELECT {', '.join(columns)}, ?, ? FROM plan_nodes ON CONFLICT DO NOTHING",
+                    [now, now],
+                )
+        return len(nodes)
+
+    def add_plan_report(self, plan_run: str, entries: Sequence[tuple[str, str]]) -> None:
+        if not entries:
+            return
+        now = utcnow()
+        with self.connect() as con:
+            con.executemany(
+                "INSERT INTO plan_report (plan_run, path, reason, created_at) VALUES (?, ?, ?, ?)",
+                [(plan_run, path, reason, now) for path, reason in entries],
+            )
+
+    def plan_report(self, plan_run: str | None = None) -> list[tuple[str, str, str]]:
+        with self.connect() as con:
+            if plan_run is None:
+                plan_run = (con.execute("SELECT max(plan_run) FROM plan_report").fetchone() or [None])[0]
+            return con.execute(
+                "SELECT plan_run, path, reason FROM plan_report WHERE plan_run = ? ORDER BY id", [plan_run]
+            ).fetchall()
+
+    def export_plan(self) -> dict[str, Any]:
+        """The plan in the documented `{"nodes": {...}, "deps": {...}}` form."""
+        with self.connect() as con:
+            rows = con.execute(
+                "SELECT key, image_path, allow_list_path, upstream_key FROM records ORDER BY book, page"
+            ).fetchall()
+        return {
+            "nodes": {k: {"image_path": img, "filter_json": allow} for k, img, allow, _ in rows},
+            "deps": {k: up for k, _, _, up in rows},
+        }
+
+    # -- reads -----------------------------------------------------------------------------
+
+    def runnable(self, limit: int = 1000, *, books: Sequence[str] | None = None) -> list[RecordRow]:
+        """Records eligible to run now: PENDING/RETRYABLE, attempts left, upstream SUCCESS or none.
+
+        Longest remaining chain first, so long chains start early and the makespan shrinks.
+        """
+        params: list[Any] = [self.max_attempts]
+        book_filter = ""
+        if books is not None:
+            book_filter = "AND r.book IN (SELECT unnest(?))"
+            params.append(list(books))
+        params.append(limit)
+        with self.connect() as con:
+            cur = con.execute(
+                f"""
+                SELECT r.* FROM records r
+                LEFT JOIN records u ON r.upstream_key = u.key
+                WHERE r.status IN ('PENDING', 'RETRYABLE_FAILURE')
+                  AND r.attempts < ?
+                  AND (r.upstream_key IS NULL OR u.status = 'SUCCESS')
+                  {book_filter}
+                ORDER BY r.chain_remaining DESC, r.book, r.page
+                LIMIT ?
+                """,
+                params,
+            )
+            return _rows(cur, RecordRow)
+
+    def get(self, key: str) -> RecordRow | None:
+        with self.connect() as con:
+            found = _rows(con.execute("SELECT * FROM records WHERE key = ?", [key]), RecordRow)
+        return found[0] if found else None
+
+    def get_many(self, keys: Sequence[str]) -> dict[str, RecordRow]:
+        if not keys:
+            return {}
+        with self.connect() as con:
+            rows = _rows(
+                con.execute("SELECT * FROM records WHERE key IN (SELECT unnest(?))", [list(keys)]), RecordRow
+            )
+        return {row.key: row for row in rows}
+
+    def records(
+        self,
+        *,
+        status: RecordStatus | str | None = None,
+        book: str | None = None,
+        batch_id: str | None = None,
+        limit: int | None = None,
+    ) -> list[RecordRow]:
+        where, params = [], []
+        if status is not None:
+            where.append("status = ?")
+            params.append(str(status))
+        if book is not None:
+            where.append("book = ?")
+            params.append(book)
+        if batch_id is not None:
+            where.append("batch_id = ?")
+            params.append(batch_id)
+        sql = "SELECT * FROM records" + (" WHERE " + " AND ".join(where) if where else "")
+        sql += " ORDER BY book, page"
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        with self.connect() as con:
+            return _rows(con.execute(sql, params), RecordRow)
+
+    def books(self) -> list[str]:
+        with self.connect() as con:
+            return [r[0] for r in con.execute("SELECT DISTINCT book FROM records ORDER BY book").fetchall()]
+
+    def counts_by_book(self, books: Sequence[str] | None = None) -> dict[str, dict[str, int]]:
+        params: list[Any] = []
+        where = ""
+        if books is not None:
+            where = "WHERE book IN (SELECT unnest(?))"
+            params.append(list(books))
+        with self.connect() as con:
+            rows = con.execute(
+                f"SELECT book, status, count(*) FROM records {where} GROUP BY book, status ORDER BY book", params
+            ).fetchall()
+        counts: dict[str, dict[str, int]] = {}
+        for book, status, n in rows:
+            counts.setdefault(book, {})[status] = n
+        return counts
+
+    def status_counts(self) -> dict[str, int]:
+        with self.connect() as con:
+            return dict(con.execute("SELECT status, count(*) FROM records GROUP BY status").fetchall())
+
+    def unfinished_count(self, books: Sequence[str] | None = None) -> int:
+        """Records that are not terminal (counting exhausted retries as terminal)."""
+        params: list[Any] = [self.max_attempts]
+        where = ""
+        if books is not None:
+            where = "AND book IN (SELECT unnest(?))"
+            params.append(list(books))
+        with self.connect() as con:
+            return con.execute(
+                f"""SELECT count(*) FROM records WHERE
+                    (status IN ('PENDING', 'RUNNING') OR (status = 'RETRYABLE_FAILURE' AND attempts < ?)) {where}""",
+                params,
+            ).fetchone()[0]
+
+    # -- batches ---------------------------------------------------------------------------
+
+    def claim(
+        self,
+        batch_id: str,
+        items: Sequence[ClaimItem],
+        *,
+        engine: str,
+        model: str,
+        state: BatchState = BatchState.RUNNING,
+        count_attempt: bool = True,
+        estimated_tokens: int = 0,
+        owner: str | None = None,
+        remote_name: str | None = None,
+    ) -> list[str]:
+        """Move runnable records into a new batch in one transaction; returns the keys claimed.
+
+        The guard (status PENDING/RETRYABLE, attempts left, upstream SUCCESS) is evaluated inside the
+        transaction, so two racing submitters never claim the same record.
+        """
+        if not items:
+            return []
+        now = utcnow()
+        owner = owner or f"{socket.gethostname()}:{os.getpid()}"
+        import pyarrow as pa
+
+        claim_table = pa.table(  # noqa: F841 - referenced by name in SQL
+            {
+                "key": [i.key for i in items],
+                "batch_index": [i.batch_index for i in items],
+                "prompt_name": [i.prompt_name for i in items],
+                "prompt_version": [i.prompt_version for i in items],
+                "prompt_vars_hash": [i.prompt_vars_hash for i in items],
+            }
+        )
+        with self.connect() as con:
+            eligible = [
+                r[0]
+                for r in con.execute(
+                    """
+                    SELECT r.key FROM records r JOIN claim_table c ON c.key = r.key
+                    LEFT JOIN records u ON r.upstream_key = u.key
+                    WHERE r.status IN ('PENDING', 'RETRYABLE_FAILURE') AND r.attempts < ?
+                      AND (r.upstream_key IS NULL OR u.status = 'SUCCESS')
+                    """,
+                    [self.max_attempts],
+                ).fetchall()
+            ]
+            if not eligible:
+                return []
+            increment = 1 if count_attempt else 0
+            con.execute(
+                f"""
+                UPDATE records SET status = 'RUNNING', batch_id = ?, batch_index = c.batch_index,
+                    attempts = records.attempts + {increment}, engine = ?, model = ?,
+                    prompt_name = c.prompt_name, prompt_version = c.prompt_version,
+                    prompt_vars_hash = c.prompt_vars_hash, updated_at = ?
+                FROM claim_table c
+                WHERE records.key = c.key AND records.key IN (SELECT unnest(?))
+                """,
+                [batch_id, engine, model, now, eligible],
+            )
+            con.execute(
+                """
+                INSERT INTO batch_records (batch_id, key, batch_index, attempt)
+                SELECT ?, r.key, r.batch_index, r.attempts + ? FROM records r
+                WHERE r.key IN (SELECT unnest(?))
+                """,
+                [batch_id, 0 if count_attempt else 1, eligible],
+            )
+            con.execute(
+                """INSERT INTO batches (batch_id, remote_name, engine, model, state, record_count,
+                       estimated_tokens, owner, created_at, updated_at)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                [batch_id, remote_name, engine, model, str(state), len(eligible), estimated_tokens, owner, now, now],
+            )
+        return eligible
+
+    def mark_submitted(self, batch_id: str, remote_name: str, *, count_attempt: bool) -> None:
+        """The remote create succeeded: record its name and (if not yet) count the attempt."""
+        now = utcnow()
+        with self.connect() as con:
+            con.execute(
+                "UPDATE batches SET remote_name = ?, state = 'PENDING', updated_at = ? WHERE batch_id = ?",
+                [remote_name, now, batch_id],
+            )
+            if count_attempt:
+                con.execute(
+                    "UPDATE records SET attempts = attempts + 1, updated_at = ? "
+                    "WHERE batch_id = ? AND status = 'RUNNING'",
+                    [now, batch_id],
+                )
+
+    def set_batch_state(self, batch_id: str, state: BatchState, *, error: str | None = None,
+                        detail: dict | None = None) -> None:
+        now = utcnow()
+        with self.connect() as con:
+            con.execute(
+                """UPDATE batches SET state = ?, error = coalesce(?, error),
+                       detail = coalesce(?, detail), updated_at = ?,
+                       ingested_at = CASE WHEN ? = 'INGESTED' THEN ? ELSE ingested_at END
+                   WHERE batch_id = ?""",
+                [str(state), error, json.dumps(detail) if detail is not None else None, now, str(state), now,
+                 batch_id],
+            )
+
+    def get_batch(self, batch_id: str) -> BatchRow | None:
+        with self.connect() as con:
+            rows = _rows(
+                con.execute("SELECT * FROM batches WHERE batch_id = ? OR remote_name = ?", [batch_id, batch_id]),
+                BatchRow,
+            )
+        return rows[0] if rows else None
+
+    def batches(self, *, states: Sequence[BatchState | str] | None = None, limit: int | None = None) -> list[BatchRow]:
+        params: list[Any] = []
+        sql = "SELECT * FROM batches"
+        if states is not None:
+            sql += " WHERE state IN (SELECT unnest(?))"
+            params.append([str(s) for s in states])
+        sql += " ORDER BY created_at DESC"
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        with self.connect() as con:
+            return _rows(con.execute(sql, params), BatchRow)
+
+    def active_batches(self) -> list[BatchRow]:
+        return self.batches(states=ACTIVE_BATCH_STATES)
+
+    def batch_members(self, batch_id: str) -> list[tuple[str, int, int]]:
+        """(key, within-batch index, attempt) for every record sent in the batch."""
+        with self.connect() as con:
+            return con.execute(
+                "SELECT key, batch_index, attempt FROM batch_records WHERE batch_id = ? ORDER BY batch_index",
+                [batch_id],
+            ).fetchall()
+
+    def release_batch(self, batch_id: str, *, error: str, error_type: str, count_failure: bool,
+                      state: BatchState) -> list[str]:
+        """Return every record still RUNNING in the batch so it can run again (never lost with it).
+
+        `count_failure=True` (the batch ran and failed/expired/was cancelled): the attempt stands, the
+        failure is logged, and records whose attempts are exhausted become FATAL (chains BLOCKED).
+        `count_failure=False` (the remote create never happened): records go back as they were.
+        """
+        now = utcnow()
+        with self.connect() as con:
+            keys = [
+                r[0]
+                for r in con.execute(
+                    "SELECT key FROM records WHERE batch_id = ? AND status = 'RUNNING'", [batch_id]
+                ).fetchall()
+            ]
+            if keys and count_failure:
+                con.execute(
+                    """INSERT INTO failure_log (key, attempt, batch_id, engine, error_class, error_type,
+                           message, prompt_name, prompt_version, prompt_vars_hash, model, created_at)
+                       SELECT key, attempts, batch_id, engine, 'retryable', ?, ?, prompt_name,
+                           prompt_version, prompt_vars_hash, model, ?
+                       FROM records WHERE batch_id = ? AND status = 'RUNNING'""",
+                    [error_type, error, now, batch_id],
+                )
+                con.execute(
+                    """UPDATE records SET
+                          status = CASE WHEN attempts >= ? THEN 'FATAL_FAILURE' ELSE 'RETRYABLE_FAILURE' END,
+                          last_error = CASE WHEN attempts >= ?
+                              THEN 'retries exhausted after ' || attempts || ' attempts: ' || ? ELSE ? END,
+                          error_class = 'retryable', error_type = ?,
+                          batch_id = NULL, batch_index = NULL, updated_at = ?
+                        WHERE batch_id = ? AND status = 'RUNNING'""",
+                    [self.max_attempts, self.max_attempts, error, error, error_type, now, batch_id],
+                )
+                _propagate_blocked(con, now)
+            elif keys:
+                con.execute(
+                    """UPDATE records SET
+                          status = CASE WHEN attempts = 0 THEN 'PENDING' ELSE 'RETRYABLE_FAILURE' END,
+                          batch_id = NULL, batch_index = NULL, updated_at = ?
+                        WHERE batch_id = ? AND status = 'RUNNING'""",
+                    [now, batch_id],
+                )
+            con.execute(
+                "UPDATE batch_records SET outcome = ? WHERE batch_id = ? AND outcome IS NULL",
+                ["released:" + error_type, batch_id],
+            )
+            con.execute(
+                "UPDATE batches SET state = ?, error = ?, updated_at = ? WHERE batch_id = ?",
+                [str(state), error, now, batch_id],
+            )
+        return keys
+
+    # -- outcomes --------------------------------------------------------------------------
+
+    def running_keys(self, batch_id: str) -> set[str]:
+        with self.connect() as con:
+            return {
+                r[0]
+                for r in con.execute(
+                    "SELECT key FROM records WHERE batch_id = ? AND status = 'RUNNING'", [batch_id]
+                ).fetchall()
+            }
+
+    def apply_outcomes(self, batch_id: str, outcomes: Sequence[RecordOutcome]) -> ApplySummary:
+        """Apply one batch's results in one transaction; only records RUNNING in this batch change.
+
+        A replayed or stale result (record already moved on) is reported as ignored, so re-ingesting
+        a batch changes nothing.
+        """
+        import pyarrow as pa
+
+        summary = ApplySummary()
+        if not outcomes:
+            return summary
+        now = utcnow()
+        seen: set[str] = set()
+        unique: list[RecordOutcome] = []
+        for outcome in outcomes:  # first outcome per key wins
+            if outcome.key not in seen:
+                seen.add(outcome.key)
+                unique.append(outcome)
+        with self.connect() as con:
+            running = {
+                r[0]: (r[1], r[2], r[3], r[4], r[5], r[6])
+                for r in con.execute(
+                    """SELECT key, attempts, prompt_name, prompt_version, prompt_vars_hash, book, page
+                       FROM records WHERE batch_id = ? AND status = 'RUNNING'""",
+                    [batch_id],
+                ).fetchall()
+            }
+            rows = []
+            for o in unique:
+                if o.key not in running:
+                    summary.ignored.append(o.key)
+                    continue
+                attempts = running[o.key][0]
+                if o.success:
+                    status = RecordStatus.SUCCESS
+                    summary.succeeded.append(o.key)
+                elif o.error_class == "fatal":
+                    status = RecordStatus.FATAL_FAILURE
+                    summary.fatal.append(o.key)
+                elif attempts >= self.max_attempts:
+                    status = RecordStatus.FATAL_FAILURE
+                    summary.fatal.append(o.key)
+                else:
+                    status = RecordStatus.RETRYABLE_FAILURE
+                    summary.retryable.append(o.key)
+                message = o.message
+                if not o.success and o.error_class != "fatal" and status == RecordStatus.FATAL_FAILURE:
+                    message = f"retries exhausted after {attempts} attempts: {o.message}"
+                rows.append((o, str(status), message))
+                summary.applied.append(o.key)
+            if rows:
+                update = pa.table(  # noqa: F841 - referenced by name in SQL
+                    {
+                        "key": [o.key for o, _, _ in rows],
+                        "status": [s for _, s, _ in rows],
+                        "last_error": [None if o.success else m for o, _, m in rows],
+                        "error_class": [None if o.success else o.error_class for o, _, _ in rows],
+                        "error_type": [None if o.success else o.error_type for o, _, _ in rows],
+                        "output_path": [o.output_path for o, _, _ in rows],
+                        "output_sha256": [o.output_sha256 for o, _, _ in rows],
+                        "prompt_tokens": pa.array([o.prompt_tokens for o, _, _ in rows], pa.int64()),
+                        "output_tokens": pa.array([o.output_tokens for o, _, _ in rows], pa.int64()),
+                        "cached_tokens": pa.array([o.cached_tokens for o, _, _ in rows], pa.int64()),
+                        "cost_usd": pa.array([o.cost_usd for o, _, _ in rows], pa.float64()),
+                        "model": [o.model or None for o, _, _ in rows],
+                    }
+                )
+                con.execute(
+                    """UPDATE records SET status = u.status,
+                           last_error = u.last_error, error_class = u.error_class, error_type = u.error_type,
+                           output_path = coalesce(u.output_path, records.output_path),
+                           output_sha256 = coalesce(u.output_sha256, records.output_sha256),
+                           prompt_tokens = records.prompt_tokens + u.prompt_tokens,
+                           output_tokens = records.output_tokens + u.output_tokens,
+                           cached_tokens = records.cached_tokens + u.cached_tokens,
+                           cost_usd = records.cost_usd + u.cost_usd,
+                           model = coalesce(u.model, records.model),
+                           batch_id = CASE WHEN u.status = 'SUCCESS' THEN records.batch_id ELSE NULL END,
+                           batch_index = CASE WHEN u.status = 'SUCCESS' THEN records.batch_index ELSE NULL END,
+                           updated_at = ?
+                       FROM update u
+                       WHERE records.key = u.key AND records.batch_id = ? AND records.status = 'RUNNING'""",
+                    [now, batch_id],
+                )
+                con.executemany(
+                    "UPDATE batch_records SET outcome = ? WHERE batch_id = ? AND key = ?",
+                    [(s, batch_id, o.key) for o, s, _ in rows],
+                )
+                failures = [(o, running[o.key], m) for o, _, m in rows if not o.success]
+                if failures:
+                    con.executemany(
+                        """INSERT INTO failure_log (key, attempt, batch_id, engine, error_class, error_type,
+                               message, traceback, raw_response, prompt_name, prompt_version,
+                               prompt_vars_hash, model, generation_config, created_at)
+                           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                        [
+                            (o.key, r[0], batch_id, o.engine, o.error_class or "retryable",
+                             o.error_type or "unknown", m or "", o.traceback, o.raw_response, r[1], r[2], r[3],
+                             o.model, _dumps(o.generation_config), now)
+                            for o, r, m in failures
+                        ],
+                    )
+                con.executemany(
+                    """INSERT INTO cost_ledger (key, batch_id, engine, pricing_mode, model, prompt_tokens,
+                           output_tokens, cached_tokens, cost_usd, realtime_cost_usd, created_at)
+                       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                    [
+                        (o.key, batch_id, o.engine, o.pricing_mode, o.model, o.prompt_tokens, o.output_tokens,
+                         o.cached_tokens, o.cost_usd, o.realtime_cost_usd, now)
+                        for o, _, _ in rows
+                    ],
+                )
+                con.executemany(
+                    """INSERT INTO inference_log (key, book, page, attempt, batch_id, engine, model, success,
+                           prompt_name, prompt_version, prompt_vars_hash, rendered_prompt, previous_context,
+                           generation_config, output_json, error_type, error_message, raw_response,
+                           prompt_tokens, output_tokens, cached_tokens, cost_usd, latency_s, created_at)
+                       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                    [
+                        (o.key, running[o.key][4], running[o.key][5], running[o.key][0], batch_id, o.engine,
+                         o.model, o.success, running[o.key][1], running[o.key][2], running[o.key][3],
+                         o.rendered_prompt, _dumps(o.previous_context), _dumps(o.generation_config),
+                         o.output_json, o.error_type, None if o.success else m, o.raw_response,
+                         o.prompt_tokens, o.output_tokens, o.cached_tokens, o.cost_usd, o.latency_s, now)
+                        for o, _, m in rows
+                    ],
+                )
+            summary.blocked = _propagate_blocked(con, now) if summary.fatal else 0
+        return summary
+
+    # -- operations ------------------------------------------------------------------------
+
+    def failures(self, key: str | None = None) -> list[dict[str, Any]]:
+        sql = "SELECT * FROM failure_log"
+        params: list[Any] = []
+        if key is not None:
+            sql += " WHERE key = ?"
+            params.append(key)
+        sql += " ORDER BY id"
+        with self.connect() as con:
+            cur = con.execute(sql, params)
+            names = [d[0] for d in cur.description]
+            return [dict(zip(names, row)) for row in cur.fetchall()]
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        """Run a read query and return dict rows (for reports and tests)."""
+        with self.connect() as con:
+            cur = con.execute(sql, list(params))
+            names = [d[0] for d in cur.description]
+            return [dict(zip(names, row)) for row in cur.fetchall()]
+
+    def audit(self, action: str, detail: dict[str, Any]) -> None:
+        with self.connect() as con:
+            con.execute(
+                "INSERT INTO audit_log (action, detail, created_at) VALUES (?, ?, ?)",
+                [action, json.dumps(detail, default=str), utcnow()],
+            )
+
+    def reset_for_retry(self, keys: Sequence[str], *, reason: str) -> int:
+        """Make terminal-failed or exhausted records runnable again (attempts reset), audit-logged."""
+        if not keys:
+            return 0
+        now = utcnow()
+        with self.connect() as con:
+            changed = con.execute(
+                """UPDATE records SET status = 'PENDING', attempts = 0, blocked_by = NULL, updated_at = ?
+                   WHERE key IN (SELECT unnest(?)) AND status IN ('RETRYABLE_FAILURE', 'FATAL_FAILURE')
+                   RETURNING key""",
+                [now, list(keys)],
+            ).fetchall()
+            changed_keys = [r[0] for r in changed]
+            _unblock(con, now)
+            con.execute(
+                "INSERT INTO audit_log (action, detail, created_at) VALUES ('retry', ?, ?)",
+                [json.dumps({"reason": reason, "keys": changed_keys}), now],
+            )
+        return len(changed_keys)
+
+    def kv_get(self, name: str) -> str | None:
+        with self.connect() as con:
+            row = con.execute("SELECT value FROM kv WHERE name = ?", [name]).fetchone()
+        return row[0] if row else None
+
+    def kv_set(self, name: str, value: str) -> None:
+        with self.connect() as con:
+            con.execute(
+                "INSERT INTO kv (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                [name, value],
+            )
+
+
+def _propagate_blocked(con: duckdb.DuckDBPyConnection, now: datetime) -> int:
+    """Block every not-yet-run record downstream of a FATAL or BLOCKED record (chains are short)."""
+    total = 0
+    while True:
+        changed = con.execute(
+            """UPDATE records SET status = 'BLOCKED',
+                   blocked_by = coalesce(u.blocked_by, u.key), updated_at = ?
+               FROM records u
+               WHERE records.upstream_key = u.key
+                 AND u.status IN ('FATAL_FAILURE', 'BLOCKED')
+                 AND records.status IN ('PENDING', 'RETRYABLE_FAILURE')
+               RETURNING records.key""",
+            [now],
+        ).fetchall()
+        if not changed:
+            return total
+        total += len(changed)
+
+
+def _unblock(con: duckdb.DuckDBPyConnection, now: datetime) -> None:
+    """Records BLOCKED by a record that is no longer failed go back to PENDING."""
+    while True:
+        changed = con.execute(
+            """UPDATE records SET status = 'PENDING', blocked_by = NULL, updated_at = ?
+               FROM records u
+               WHERE records.upstream_key = u.key AND records.status = 'BLOCKED'
+                 AND u.status NOT IN ('FATAL_FAILURE', 'BLOCKED')
+               RETURNING records.key""",
+            [now],
+        ).fetchall()
+        if not changed:
+            return
+
+
+def _dumps(value: Any) -> str | None:
+    return None if value is None else json.dumps(value, sort_keys=True, default=str)
+
+
+def _rows(cursor: duckdb.DuckDBPyConnection, model: type[BaseModel]) -> list[Any]:
+    names = [d[0] for d in cursor.description]
+    return [model.model_validate(dict(zip(names, row))) for row in cursor.fetchall()]
