@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 
 # A name part must be safe as a path segment and as a Dagster partition key.
-_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-. ]*$")
+_PART = re.compile(r"^\w[\w\-. ']*$")
 
 
 class KeyFormatError(ValueError):
@@ -24,7 +24,7 @@ def check_name_part(value: str, what: str) -> str | None:
     if value in {".", ".."} or "..." in value:
         return f"{what} name {value!r} is a relative path marker or contains '...'"
     if not _PART.match(value):
-        return f"{what} name {value!r} has characters outside letters, digits, space, '_', '-', '.'"
+        return f"{what} name {value!r} has characters outside letters, digits, space, and _ - . '"
     return None
 
 

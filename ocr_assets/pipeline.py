@@ -180,6 +180,7 @@ class Pipeline:
                 cached_tokens=outcome.usage.cached_tokens, cost_usd=billed, realtime_cost_usd=list_price,
                 latency_s=outcome.latency_s, raw_response=outcome.raw_response,
                 rendered_prompt=request.prompt if request else None,
+                prompt_template_hash=(request.prompt_identity.template_hash or None) if request else None,
                 previous_context=request.previous_context if request else None,
                 generation_config=generation,
             )
@@ -216,10 +217,10 @@ class Pipeline:
             prompt_name=request.prompt_identity.name if request else None,
             prompt_version=request.prompt_identity.version if request else None,
             prompt_vars_hash=request.prompt_identity.vars_hash if request else None,
-            rendered_prompt=rec.rendered_prompt, previous_context=rec.previous_context,
+            prompt_template_hash=rec.prompt_template_hash, rendered_prompt=rec.rendered_prompt, previous_context=rec.previous_context,
             generation_config=rec.generation_config or {},
             output=json.loads(rec.output_json) if rec.output_json else None,
-            error_type=rec.error_type, error_message=rec.message, traceback=rec.traceback,
+            error_class=rec.error_class, error_type=rec.error_type, error_message=rec.message, traceback=rec.traceback,
             raw_response=rec.raw_response, prompt_tokens=rec.prompt_tokens, output_tokens=rec.output_tokens,
             cached_tokens=rec.cached_tokens, cost_usd=rec.cost_usd, latency_s=rec.latency_s,
         )

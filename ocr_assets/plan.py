@@ -14,11 +14,15 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
+from dataclasses import dataclass, field
+
 from pydantic import BaseModel, Field
 
 from ocr_assets.keys import BookKey, check_name_part
 from ocr_assets.settings import FilterSettings
-from ocr_assets.store import PlannedRecord, RecordStore
+from ocr_assets.store import PLAN_COLUMNS, PlannedRecord, RecordStore
+
+_BOOK, _PAGE = PLAN_COLUMNS.index("book"), PLAN_COLUMNS.index("page")
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp")
 
@@ -28,17 +32,22 @@ class ReportEntry(BaseModel):
     reason: str
 
 
-class ScanResult(BaseModel):
-    """Nodes found on disk plus everything that could not be planned, with reasons."""
+@dataclass
+class ScanResult:
+    """Nodes found on disk (plain tuples in `PLAN_COLUMNS` order: a million pydantic objects would
+    cost seconds and a GiB) plus everything that could not be planned, with reasons."""
 
-    nodes: list[PlannedRecord] = Field(default_factory=list)
-    report: list[ReportEntry] = Field(default_factory=list)
+    nodes: list[tuple] = field(default_factory=list)
+    report: list[ReportEntry] = field(default_factory=list)
 
-    def books(self) -> dict[str, list[PlannedRecord]]:
-        grouped: dict[str, list[PlannedRecord]] = defaultdict(list)
+    def books(self) -> dict[str, list[tuple]]:
+        grouped: dict[str, list[tuple]] = defaultdict(list)
         for node in self.nodes:
-            grouped[node.book].append(node)
+            grouped[node[_BOOK]].append(node)
         return dict(grouped)
+
+    def records(self) -> list[PlannedRecord]:
+        return [PlannedRecord(**dict(zip(PLAN_COLUMNS, node))) for node in self.nodes]
 
 
 class PlanResult(BaseModel):
@@ -132,11 +141,12 @@ class _Scanner:
             entries = list(os.scandir(folder))
         except OSError:
             return found
-        for entry in sorted(entries, key=lambda e: e.name):
-            stem, ext = os.path.splitext(entry.name)
-            if ext.lower() not in IMAGE_EXTENSIONS or not (stem.isascii() and stem.isdigit()):
+        for entry in entries:
+            stem, dot, ext = entry.name.rpartition(".")
+            if not dot or "." + ext.lower() not in IMAGE_EXTENSIONS or not (stem.isascii() and stem.isdigit()):
                 continue
-            if entry.is_symlink() and not _inside(entry.path, self.images_real):
+            if not entry.is_file(follow_symlinks=False) and entry.is_symlink() \
+                    and not _inside(entry.path, self.images_real):
                 self.report(entry.path, f"image symlink escapes the root {self.images_real}")
                 continue
             page = int(stem)
@@ -148,35 +158,37 @@ class _Scanner:
     def _scan_book(self, book: BookKey, folder: str) -> None:
         candidates: dict[int, list[os.DirEntry[str]]] = defaultdict(list)
         try:
-            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+            entries = list(os.scandir(folder))
         except OSError as exc:
             self.report(folder, f"cannot list book folder: {exc.strerror or exc}")
             return
         for entry in entries:
-            if bad := _safe_name(entry.name):
+            name = entry.name
+            stem, dot, ext = name.rpartition(".")
+            # Fast path for the million-page case: a plain file named <digits>.json.
+            if dot and ext == "json" and stem.isdigit() and stem.isascii() and entry.is_file(follow_symlinks=False):
+                candidates[int(stem)].append(entry)
+                continue
+            if bad := _safe_name(name):
                 self.report(entry.path, bad)
-                continue
-            stem, ext = os.path.splitext(entry.name)
-            if entry.is_dir():
+            elif entry.is_dir():
                 self.report(entry.path, "unexpected folder inside a book's allow-list")
-                continue
-            if ext.lower() != ".json":
+            elif not dot or ext.lower() != "json":
                 self.report(entry.path, "not a .json allow-list file")
-                continue
-            if not (stem.isascii() and stem.isdigit()):
+            elif not (stem.isascii() and stem.isdigit()):
                 self.report(entry.path, f"page name {stem!r} is not a number")
-                continue
-            if entry.is_symlink() and not _inside(entry.path, self.allow_real):
+            elif entry.is_symlink() and not _inside(entry.path, self.allow_real):
                 self.report(entry.path, f"symlink escapes the root {self.allow_real}")
-                continue
-            candidates[int(stem)].append(entry)
+            else:
+                candidates[int(stem)].append(entry)
 
         images = self._images(book)
         pages: dict[int, str] = {}
         for page, found in candidates.items():
             if len(found) > 1:
+                found.sort(key=lambda e: e.name)
                 names = ", ".join(e.name for e in found)
-                canonical = [e for e in found if os.path.splitext(e.name)[0] == str(page)]
+                canonical = [e for e in found if e.name.rpartition(".")[0] == str(page)]
                 if not canonical:
                     for e in found:
                         self.report(e.path, f"duplicate page {page} ({names}); rename one to {page}.json")
@@ -186,7 +198,7 @@ class _Scanner:
                         self.report(e.path, f"duplicate page {page} ({names}); {canonical[0].name} is used")
                 found = canonical
             entry = found[0]
-            if reason := _allow_list_problem(entry.path):
+            if reason := _allow_list_problem(entry):
                 self.report(entry.path, reason)
                 continue
             if page not in images:
@@ -205,11 +217,8 @@ class _Scanner:
         for page in ordered:
             upstream = f"{book_key}:{page - 1}" if (page - 1) in pages else None
             self.result.nodes.append(
-                PlannedRecord.model_construct(
-                    key=f"{book_key}:{page}", book=book_key, state=book.state, school=book.school,
-                    year=book.year, page=page, image_path=images[page], allow_list_path=pages[page],
-                    upstream_key=upstream, chain_remaining=remaining[page],
-                )
+                (f"{book_key}:{page}", book_key, book.state, book.school, book.year, page, images[page],
+                 pages[page], upstream, remaining[page])
             )
 
 
@@ -217,10 +226,12 @@ def _printable(path: str) -> str:
     return path.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
-def _allow_list_problem(path: str) -> str | None:
+def _allow_list_problem(entry: os.DirEntry[str]) -> str | None:
     """Why an allow-list file cannot be used; empty files are a valid 'no labels' entry."""
     try:
-        with open(path, "rb") as fh:
+        if entry.stat().st_size == 0:
+            return None
+        with open(entry.path, "rb") as fh:
             data = fh.read()
     except OSError as exc:
         return f"cannot read allow-list file: {exc.strerror or exc}"
@@ -253,7 +264,7 @@ def build_plan(
     to_add: list[PlannedRecord] = []
     added, replanned, unchanged = [], [], 0
     for book, nodes in scan.books().items():
-        pages = {n.page for n in nodes}
+        pages = {n[_PAGE] for n in nodes}
         if book not in existing:
             added.append(book)
             to_add.extend(nodes)

@@ -179,8 +179,15 @@ CREATE TABLE IF NOT EXISTS inference_log (
     cached_tokens BIGINT,
     cost_usd DOUBLE,
     latency_s DOUBLE,
-    created_at TIMESTAMP NOT NULL
+    created_at TIMESTAMP NOT NULL,
+    error_class VARCHAR,
+    traceback VARCHAR,
+    prompt_template_hash VARCHAR
 );
+-- Columns added after the first release (CREATE above has them; older files get them here).
+ALTER TABLE inference_log ADD COLUMN IF NOT EXISTS error_class VARCHAR;
+ALTER TABLE inference_log ADD COLUMN IF NOT EXISTS traceback VARCHAR;
+ALTER TABLE inference_log ADD COLUMN IF NOT EXISTS prompt_template_hash VARCHAR;
 CREATE SEQUENCE IF NOT EXISTS report_seq;
 CREATE TABLE IF NOT EXISTS plan_report (
     id BIGINT PRIMARY KEY DEFAULT nextval('report_seq'),
@@ -270,6 +277,9 @@ class PlannedRecord(BaseModel):
     chain_remaining: int = 0
 
 
+PLAN_COLUMNS = tuple(PlannedRecord.model_fields)
+
+
 class ClaimItem(BaseModel):
     """A record going into a batch (or a synchronous run), with the prompt it will be sent."""
 
@@ -303,6 +313,7 @@ class RecordOutcome(BaseModel):
     realtime_cost_usd: float = 0.0
     latency_s: float | None = None
     rendered_prompt: str | None = None
+    prompt_template_hash: str | None = None
     previous_context: dict | None = None
     generation_config: dict | None = None
 
@@ -323,6 +334,10 @@ _LOCAL_LOCKS_GUARD = threading.Lock()
 def _thread_lock(path: str) -> threading.Lock:
     with _LOCAL_LOCKS_GUARD:
         return _LOCAL_LOCKS.setdefault(path, threading.Lock())
+
+
+# Opening is on every store call: skip extension auto-loading work the store never needs.
+_DUCKDB_CONFIG = {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
 
 
 class _LockConflict(Exception):
@@ -346,30 +361,36 @@ class RecordStore:
     # -- connection management -------------------------------------------------------------
 
     @contextmanager
-    def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """An exclusive connection; everything inside runs in one transaction, committed on exit."""
+    def exclusive(self) -> Iterator[None]:
+        """Hold the store's lock without opening the database (file-level work: backup, wipe)."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # flock serialises processes; the thread lock serialises threads of this process, which
         # would otherwise share DuckDB's in-process instance cache and its single writer.
         with _thread_lock(str(self.path.resolve())), open(self._lock_path, "a+") as lock_file:
             fcntl.flock(lock_file, fcntl.LOCK_EX)
             try:
-                con = self._open()
-                try:
-                    if not self._schema_ready:
-                        con.execute(_SCHEMA)
-                        self._schema_ready = True
-                    con.execute("BEGIN TRANSACTION")
-                    try:
-                        yield con
-                    except BaseException:
-                        con.execute("ROLLBACK")
-                        raise
-                    con.execute("COMMIT")
-                finally:
-                    con.close()
+                yield
             finally:
                 fcntl.flock(lock_file, fcntl.LOCK_UN)
+
+    @contextmanager
+    def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """An exclusive connection; everything inside runs in one transaction, committed on exit."""
+        with self.exclusive():
+            con = self._open()
+            try:
+                if not self._schema_ready:
+                    con.execute(_SCHEMA)
+                    self._schema_ready = True
+                con.execute("BEGIN TRANSACTION")
+                try:
+                    yield con
+                except BaseException:
+                    con.execute("ROLLBACK")
+                    raise
+                con.execute("COMMIT")
+            finally:
+                con.close()
 
     # Another program (a user's duckdb shell) may hold the file without our lock: retry briefly.
     @retry(
@@ -380,7 +401,7 @@ class RecordStore:
     )
     def _open_retrying(self) -> duckdb.DuckDBPyConnection:
         try:
-            return duckdb.connect(str(self.path))
+            return duckdb.connect(str(self.path), config=_DUCKDB_CONFIG)
         except duckdb.IOException as exc:
             if _is_lock_conflict(exc):
                 raise _LockConflict(str(exc)) from exc
@@ -407,14 +428,23 @@ class RecordStore:
             ).fetchall()
         return {book: (set(pages), bool(started)) for book, pages, started in rows}
 
-    def add_planned(self, nodes: Sequence[PlannedRecord], *, replace_books: Iterable[str] = ()) -> int:
-        """Insert plan nodes in one transaction (bulk); `replace_books` are unstarted books re-planned."""
+    def add_planned(
+        self, nodes: Sequence[PlannedRecord | tuple], *, replace_books: Iterable[str] = ()
+    ) -> int:
+        """Insert plan nodes (models or tuples in `PLAN_COLUMNS` order) in one bulk transaction.
+
+        `replace_books` are unstarted books being re-planned: their untouched records are replaced.
+        """
         import pyarrow as pa
 
         now = utcnow()
-        columns = list(PlannedRecord.model_fields)
-        data = {name: [getattr(node, name) for node in nodes] for name in columns}
-        plan_nodes = pa.table(data)  # noqa: F841 - referenced by name in SQL
+        columns = list(PLAN_COLUMNS)
+        rows = [tuple(n.model_dump().values()) if isinstance(n, PlannedRecord) else n for n in nodes]
+        data = {name: [row[i] for row in rows] for i, name in enumerate(columns)}
+        types = {"year": pa.int32(), "page": pa.int32(), "chain_remaining": pa.int32()}
+        plan_nodes = pa.table(  # noqa: F841 - referenced by name in SQL
+            {name: pa.array(values, type=types.get(name, pa.string())) for name, values in data.items()}
+        )
         replace = list(replace_books)
         with self.connect() as con:
             if replace:
@@ -461,12 +491,16 @@ class RecordStore:
 
     # -- reads -----------------------------------------------------------------------------
 
-    def runnable(self, limit: int = 1000, *, books: Sequence[str] | None = None) -> list[RecordRow]:
+    def runnable(
+        self, limit: int = 1000, *, books: Sequence[str] | None = None, require_upstream: bool = True
+    ) -> list[RecordRow]:
         """Records eligible to run now: PENDING/RETRYABLE, attempts left, upstream SUCCESS or none.
 
         Longest remaining chain first, so long chains start early and the makespan shrinks.
+        `require_upstream=False` (context from a local OCR pass, not the upstream output) drops the
+        upstream-SUCCESS condition; a BLOCKED record stays blocked either way.
         """
-        params: list[Any] = [self.max_attempts]
+        params: list[Any] = [self.max_attempts, not require_upstream]
         book_filter = ""
         if books is not None:
             book_filter = "AND r.book IN (SELECT unnest(?))"
@@ -479,7 +513,7 @@ class RecordStore:
                 LEFT JOIN records u ON r.upstream_key = u.key
                 WHERE r.status IN ('PENDING', 'RETRYABLE_FAILURE')
                   AND r.attempts < ?
-                  AND (r.upstream_key IS NULL OR u.status = 'SUCCESS')
+                  AND (r.upstream_key IS NULL OR u.status = 'SUCCESS' OR ?)
                   {book_filter}
                 ORDER BY r.chain_remaining DESC, r.book, r.page
                 LIMIT ?
@@ -578,6 +612,7 @@ class RecordStore:
         estimated_tokens: int = 0,
         owner: str | None = None,
         remote_name: str | None = None,
+        require_upstream: bool = True,
     ) -> list[str]:
         """Move runnable records into a new batch in one transaction; returns the keys claimed.
 
@@ -607,9 +642,9 @@ class RecordStore:
                     SELECT r.key FROM records r JOIN claim_table c ON c.key = r.key
                     LEFT JOIN records u ON r.upstream_key = u.key
                     WHERE r.status IN ('PENDING', 'RETRYABLE_FAILURE') AND r.attempts < ?
-                      AND (r.upstream_key IS NULL OR u.status = 'SUCCESS')
+                      AND (r.upstream_key IS NULL OR u.status = 'SUCCESS' OR ?)
                     """,
-                    [self.max_attempts],
+                    [self.max_attempts, not require_upstream],
                 ).fetchall()
             ]
             if not eligible:
@@ -882,14 +917,17 @@ class RecordStore:
                     """INSERT INTO inference_log (key, book, page, attempt, batch_id, engine, model, success,
                            prompt_name, prompt_version, prompt_vars_hash, rendered_prompt, previous_context,
                            generation_config, output_json, error_type, error_message, raw_response,
-                           prompt_tokens, output_tokens, cached_tokens, cost_usd, latency_s, created_at)
-                       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                           prompt_tokens, output_tokens, cached_tokens, cost_usd, latency_s, created_at,
+                           error_class, traceback, prompt_template_hash)
+                       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
                     [
                         (o.key, running[o.key][4], running[o.key][5], running[o.key][0], batch_id, o.engine,
                          o.model, o.success, running[o.key][1], running[o.key][2], running[o.key][3],
                          o.rendered_prompt, _dumps(o.previous_context), _dumps(o.generation_config),
                          o.output_json, o.error_type, None if o.success else m, o.raw_response,
-                         o.prompt_tokens, o.output_tokens, o.cached_tokens, o.cost_usd, o.latency_s, now)
+                         o.prompt_tokens, o.output_tokens, o.cached_tokens, o.cost_usd, o.latency_s, now,
+                         None if o.success else (o.error_class or "retryable"), o.traceback,
+                         o.prompt_template_hash)
                         for o, _, m in rows
                     ],
                 )

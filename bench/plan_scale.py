@@ -1,0 +1,99 @@
+"""Plan a generated corpus of N allow-listed pages (empty files) and time runnable(limit=1000).
+
+Targets (issue 3): 1,000,000 pages planned in ≤ 60 s and ≤ 2 GiB peak RSS on 2 cores;
+runnable(limit=1000) on that store in ≤ 0.5 s.
+
+    python bench/plan_scale.py --pages 1000000 [--workdir /tmp/plan_scale]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench._results import record  # noqa: E402
+
+
+def generate(root: Path, pages: int, per_book: int) -> float:
+    """Empty image + allow-list files: 10 states × schools × years, `per_book` pages a book, gaps every 50."""
+    start = time.perf_counter()
+    books = max(1, pages // per_book)
+    written = 0
+    for b in range(books):
+        state, school, year = f"S{b % 10}", f"school{(b // 10) % 100}", 1850 + b // 1000
+        img = root / "images" / state / school / str(year)
+        allow = root / "allow_list" / state / school / str(year)
+        img.mkdir(parents=True, exist_ok=True)
+        allow.mkdir(parents=True, exist_ok=True)
+        page = 0
+        while written < pages and page < per_book + per_book // 50:
+            page += 1
+            if page % 50 == 0:
+                continue  # a gap: chains break
+            os.close(os.open(img / f"{page}.jpg", os.O_CREAT | os.O_WRONLY, 0o644))
+            os.close(os.open(allow / f"{page}.json", os.O_CREAT | os.O_WRONLY, 0o644))
+            written += 1
+            if page - page // 50 >= per_book:
+                break
+    return time.perf_counter() - start
+
+
+CHILD = r"""
+import json, resource, sys, time
+from pathlib import Path
+from ocr_assets.plan import build_plan
+from ocr_assets.store import RecordStore
+root = Path(sys.argv[1])
+store = RecordStore(root / "store.duckdb")
+t = time.perf_counter()
+result = build_plan(store, root / "images", root / "allow_list")
+plan_s = time.perf_counter() - t
+timings = []
+for _ in range(5):
+    t = time.perf_counter(); rows = store.runnable(1000); timings.append(time.perf_counter() - t)
+print(json.dumps({"plan_s": plan_s, "pages": result.pages_found, "books": result.books_found,
+                  "report": len(result.report), "runnable_s": sorted(timings)[2], "runnable_rows": len(rows),
+                  "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--pages", type=int, default=1_000_000)
+    parser.add_argument("--per-book", type=int, default=1000)
+    parser.add_argument("--workdir", type=Path, default=Path("/tmp/ocr_assets_plan_scale"))
+    parser.add_argument("--keep", action="store_true", help="keep the generated corpus")
+    args = parser.parse_args()
+    shutil.rmtree(args.workdir, ignore_errors=True)
+    args.workdir.mkdir(parents=True)
+    gen_s = generate(args.workdir, args.pages, args.per_book)
+    out = subprocess.run([sys.executable, "-c", CHILD, str(args.workdir)], capture_output=True, text=True,
+                         check=True, cwd=Path(__file__).resolve().parents[1])
+    figures = json.loads(out.stdout.strip().splitlines()[-1])
+    record(
+        f"plan scale: {figures['pages']:,} pages",
+        {
+            "corpus generation (s)": f"{gen_s:.1f}",
+            "plan wall time (s)": f"{figures['plan_s']:.1f} (target ≤ 60)",
+            "pages/s": f"{figures['pages'] / figures['plan_s']:,.0f}",
+            "peak RSS (MiB)": f"{figures['peak_rss_mib']:,.0f} (target ≤ 2048)",
+            "books": figures["books"],
+            "report entries": figures["report"],
+            "runnable(limit=1000) median of 5 (s)": f"{figures['runnable_s']:.3f} (target ≤ 0.5)",
+        },
+    )
+    if not args.keep:
+        shutil.rmtree(args.workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

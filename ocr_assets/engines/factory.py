@@ -1,0 +1,78 @@
+"""Pick the engine the settings name and drive records to terminal with it.
+
+`drive` is what the CLI `run`, the Dagster assets and the benchmarks call: synchronous engines
+(local, Gemini real-time) go through `Pipeline.run_sync`; Gemini batch goes through the batch loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from ocr_assets.engines.base import SyncEngine
+from ocr_assets.pipeline import Pipeline, RunSummary
+from ocr_assets.settings import Settings
+
+
+class EngineUnavailable(RuntimeError):
+    """The configured engine cannot be built here (missing dependency, credentials or model)."""
+
+
+def make_sync_engine(settings: Settings) -> SyncEngine:
+    """The synchronous engine for `settings.engine` (local or gemini-realtime)."""
+    if settings.engine == "local":
+        from ocr_assets.engines.local import LocalInference
+
+        return LocalInference(
+            engine=settings.local.engine, device=settings.local.device,
+            batch_size=settings.local.batch_size, model_dir=settings.local.model_dir,
+        )
+    if settings.engine in ("gemini-realtime", "gemini-flex"):
+        from ocr_assets.engines.gemini.client import GeminiUnavailable, make_client
+        from ocr_assets.engines.gemini.realtime import GeminiFlexEngine, GeminiRealtimeEngine, flex_supported
+
+        if settings.engine == "gemini-flex" and not flex_supported():
+            raise EngineUnavailable("the installed google-genai has no service_tier: the flex tier is unavailable")
+        try:
+            client = make_client(settings)
+        except GeminiUnavailable as exc:
+            raise EngineUnavailable(str(exc)) from None
+        engine_cls = GeminiFlexEngine if settings.engine == "gemini-flex" else GeminiRealtimeEngine
+        return engine_cls(settings, client)
+    raise EngineUnavailable(f"engine {settings.engine!r} is not a synchronous engine in this build")
+
+
+def make_batch_client(pipeline: Pipeline):
+    """The Gemini Batch API client (`GeminiBatchClient`) for the pipeline's settings and store."""
+    from ocr_assets.engines.gemini.batch import GeminiBatchClient
+    from ocr_assets.engines.gemini.client import GeminiUnavailable, make_client
+
+    try:
+        client = make_client(pipeline.settings)
+    except GeminiUnavailable as exc:
+        raise EngineUnavailable(str(exc)) from None
+    return GeminiBatchClient(pipeline.settings, client, store=pipeline.store)
+
+
+def drive(
+    pipeline: Pipeline,
+    *,
+    books: Sequence[str] | None = None,
+    limit: int | None = None,
+    on_progress: Callable[[Any], None] | None = None,
+) -> RunSummary:
+    """Run the selected books (or everything) until every record is terminal.
+
+    `on_progress` gets the pipeline's `(RunSummary, ApplySummary)` per wave for synchronous engines,
+    and a `RunProgress` per tick for Gemini batch.
+    """
+    if pipeline.settings.engine == "gemini-batch":
+        from ocr_assets.engines.gemini.runner import run_batches
+
+        result = run_batches(pipeline, make_batch_client(pipeline), books=books, limit=limit, on_tick=on_progress)
+        return RunSummary(
+            waves=len(result.submitted), attempted=result.attempted, succeeded=result.succeeded,
+            retryable=result.retryable, fatal=result.fatal, blocked=result.blocked, batches=result.submitted,
+        )
+    on_wave = (lambda summary, applied: on_progress(summary)) if on_progress else None
+    return pipeline.run_sync(make_sync_engine(pipeline.settings), books=books, limit=limit, on_wave=on_wave)

@@ -1,0 +1,66 @@
+from pathlib import Path
+
+import pytest
+
+from ocr_assets.settings import SettingsError, load_settings
+
+
+def test_defaults_load_without_a_file_and_resolve_paths_against_its_folder(tmp_path: Path) -> None:
+    settings = load_settings(None, environ={"OCR_ASSETS_CONFIG": str(tmp_path / "ocr_assets.yaml")})
+    assert settings.engine == "local"
+    assert settings.paths.database == tmp_path / "data/state/ocr_assets.duckdb"
+    assert settings.model.generation.response_mime_type == "application/json"
+
+
+def test_yaml_values_are_read_and_environment_overrides_win(tmp_path: Path) -> None:
+    config = tmp_path / "conf.yaml"
+    config.write_text("execution:\n  max_attempts: 5\n  batch_size_limit: 20\nfilters:\n  states: [CA]\n")
+    settings = load_settings(config, environ={"OCR_ASSETS_EXECUTION__MAX_ATTEMPTS": "7"})
+    assert settings.execution.max_attempts == 7
+    assert settings.execution.batch_size_limit == 20
+    assert settings.filters.states == ["CA"]
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "field"),
+    [
+        ("execution:\n  max_attempts: 0\n", "execution.max_attempts"),
+        ("execution:\n  max_concurrent_batches: 500\n", "execution.max_concurrent_batches"),
+        ("model:\n  generation:\n    temperature: 9\n", "model.generation.temperature"),
+        ("engine: teleport\n", "engine"),
+        ("filters:\n  year_start: 1950\n  year_end: 1900\n", "filters"),
+        ("paths:\n  imagez_root: x\n", "paths.imagez_root"),
+    ],
+)
+def test_invalid_config_gives_one_clear_message_naming_the_field(tmp_path: Path, yaml_text: str, field: str) -> None:
+    config = tmp_path / "bad.yaml"
+    config.write_text(yaml_text)
+    with pytest.raises(SettingsError) as info:
+        load_settings(config, environ={})
+    assert field in str(info.value)
+    assert "Traceback" not in str(info.value)
+
+
+def test_a_secret_in_the_settings_file_is_refused(tmp_path: Path) -> None:
+    config = tmp_path / "secret.yaml"
+    config.write_text("gemini:\n  gemini_api_key: sk-123\n")
+    with pytest.raises(SettingsError, match="environment"):
+        load_settings(config, environ={})
+
+
+def test_unreadable_yaml_and_missing_explicit_file_are_clear_errors(tmp_path: Path) -> None:
+    bad = tmp_path / "broken.yaml"
+    bad.write_text("execution: [unclosed\n")
+    with pytest.raises(SettingsError, match="cannot read settings file"):
+        load_settings(bad, environ={})
+    with pytest.raises(SettingsError, match="does not exist"):
+        load_settings(tmp_path / "absent.yaml", environ={})
+
+
+def test_filters_admit_by_state_school_and_year_range() -> None:
+    from ocr_assets.settings import FilterSettings
+
+    f = FilterSettings(states=["CA"], schools=[], year_start=1900, year_end=1910)
+    assert f.admits("CA", "ucla", 1905)
+    assert not f.admits("NY", "ucla", 1905)
+    assert not f.admits("CA", "ucla", 1911)
