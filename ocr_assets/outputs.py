@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from ocr_assets.keys import RecordKey
@@ -50,6 +52,17 @@ def write_output(output_root: Path, key: str, result: OcrPageResult) -> tuple[Pa
     path = output_path(output_root, key)
     atomic_write_bytes(path, data)
     return path, hashlib.sha256(data).hexdigest()
+
+
+def write_outputs(
+    output_root: Path, items: Sequence[tuple[str, OcrPageResult]], *, workers: int = 8
+) -> dict[str, tuple[Path, str]]:
+    """Write many outputs; fsync latency dominates, so overlap it on a small thread pool."""
+    if len(items) <= 2:
+        return {key: write_output(output_root, key, result) for key, result in items}
+    with ThreadPoolExecutor(max_workers=min(workers, len(items)), thread_name_prefix="outputs") as pool:
+        written = pool.map(lambda item: (item[0], write_output(output_root, *item)), items)
+        return dict(written)
 
 
 def read_output(path: Path) -> OcrPageResult:

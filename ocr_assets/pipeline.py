@@ -26,7 +26,7 @@ from ocr_assets.engines.base import (
     PromptIdentity,
     SyncEngine,
 )
-from ocr_assets.outputs import read_output, render_output, write_output
+from ocr_assets.outputs import read_output, render_output, write_outputs
 from ocr_assets.pricing import cost, realtime_cost
 from ocr_assets.prompts import PromptRegistry, page_variables, upstream_context
 from ocr_assets.schema import ErrorClass
@@ -166,6 +166,10 @@ class Pipeline:
                     message="the engine returned no result for this record",
                 )
         generation = self.settings.model.generation.model_dump()
+        written = write_outputs(
+            self.settings.paths.output_root,
+            [(k, o.result) for k, o in answered.items() if k in running and isinstance(o, PageSuccess)],
+        )
         records: list[RecordOutcome] = []
         events: list[InferenceEvent] = []
         for key, outcome in answered.items():
@@ -185,7 +189,7 @@ class Pipeline:
                 generation_config=generation,
             )
             if isinstance(outcome, PageSuccess):
-                path, sha = write_output(self.settings.paths.output_root, key, outcome.result)
+                path, sha = written[key]
                 records.append(
                     RecordOutcome(success=True, output_path=str(path), output_sha256=sha,
                                   output_json=render_output(outcome.result).decode("utf-8"), **common)
@@ -217,10 +221,12 @@ class Pipeline:
             prompt_name=request.prompt_identity.name if request else None,
             prompt_version=request.prompt_identity.version if request else None,
             prompt_vars_hash=request.prompt_identity.vars_hash if request else None,
-            prompt_template_hash=rec.prompt_template_hash, rendered_prompt=rec.rendered_prompt, previous_context=rec.previous_context,
+            prompt_template_hash=rec.prompt_template_hash,
+            rendered_prompt=rec.rendered_prompt, previous_context=rec.previous_context,
             generation_config=rec.generation_config or {},
             output=json.loads(rec.output_json) if rec.output_json else None,
-            error_class=rec.error_class, error_type=rec.error_type, error_message=rec.message, traceback=rec.traceback,
+            error_class=rec.error_class, error_type=rec.error_type, error_message=rec.message,
+            traceback=rec.traceback,
             raw_response=rec.raw_response, prompt_tokens=rec.prompt_tokens, output_tokens=rec.output_tokens,
             cached_tokens=rec.cached_tokens, cost_usd=rec.cost_usd, latency_s=rec.latency_s,
         )

@@ -74,6 +74,8 @@ CREATE TABLE IF NOT EXISTS records (
     allow_list_path VARCHAR NOT NULL,
     upstream_key VARCHAR,
     chain_remaining INTEGER NOT NULL DEFAULT 0,
+    -- Denormalised "upstream is SUCCESS" so runnable() is one scan, not a 1M x 1M join.
+    upstream_done BOOLEAN NOT NULL DEFAULT false,
     status VARCHAR NOT NULL DEFAULT 'PENDING',
     attempts INTEGER NOT NULL DEFAULT 0,
     last_error VARCHAR,
@@ -223,6 +225,7 @@ class RecordRow(BaseModel):
     allow_list_path: str
     upstream_key: str | None = None
     chain_remaining: int = 0
+    upstream_done: bool = False
     status: RecordStatus
     attempts: int = 0
     last_error: str | None = None
@@ -278,6 +281,7 @@ class PlannedRecord(BaseModel):
 
 
 PLAN_COLUMNS = tuple(PlannedRecord.model_fields)
+_INSERT_CHUNK = 100_000
 
 
 class ClaimItem(BaseModel):
@@ -440,11 +444,7 @@ class RecordStore:
         now = utcnow()
         columns = list(PLAN_COLUMNS)
         rows = [tuple(n.model_dump().values()) if isinstance(n, PlannedRecord) else n for n in nodes]
-        data = {name: [row[i] for row in rows] for i, name in enumerate(columns)}
         types = {"year": pa.int32(), "page": pa.int32(), "chain_remaining": pa.int32()}
-        plan_nodes = pa.table(  # noqa: F841 - referenced by name in SQL
-            {name: pa.array(values, type=types.get(name, pa.string())) for name, values in data.items()}
-        )
         replace = list(replace_books)
         with self.connect() as con:
             if replace:
@@ -452,7 +452,13 @@ class RecordStore:
                     "DELETE FROM records WHERE book IN (SELECT unnest(?)) AND status = 'PENDING' AND attempts = 0",
                     [replace],
                 )
-            if nodes:
+            # Chunks keep the Arrow copy small next to a million planned tuples.
+            for start in range(0, len(rows), _INSERT_CHUNK):
+                chunk = rows[start:start + _INSERT_CHUNK]
+                plan_nodes = pa.table(  # noqa: F841 - referenced by name in SQL
+                    {name: pa.array([row[i] for row in chunk], type=types.get(name, pa.string()))
+                     for i, name in enumerate(columns)}
+                )
                 con.execute(
                     f"INSERT INTO records ({', '.join(columns)}, created_at, updated_at) "
                     f"SELECT {', '.join(columns)}, ?, ? FROM plan_nodes ON CONFLICT DO NOTHING",
@@ -503,20 +509,23 @@ class RecordStore:
         params: list[Any] = [self.max_attempts, not require_upstream]
         book_filter = ""
         if books is not None:
-            book_filter = "AND r.book IN (SELECT unnest(?))"
+            book_filter = "AND book IN (SELECT unnest(?))"
             params.append(list(books))
         params.append(limit)
         with self.connect() as con:
+            # Top-N on narrow integer columns first, then fetch the full rows: sorting whole rows
+            # (or by varchar) over a million records costs seconds. rowid order = plan order.
             cur = con.execute(
                 f"""
-                SELECT r.* FROM records r
-                LEFT JOIN records u ON r.upstream_key = u.key
-                WHERE r.status IN ('PENDING', 'RETRYABLE_FAILURE')
-                  AND r.attempts < ?
-                  AND (r.upstream_key IS NULL OR u.status = 'SUCCESS' OR ?)
-                  {book_filter}
-                ORDER BY r.chain_remaining DESC, r.book, r.page
-                LIMIT ?
+                SELECT r.* FROM records r JOIN (
+                    SELECT rowid AS rid, chain_remaining AS rank FROM records
+                    WHERE status IN ('PENDING', 'RETRYABLE_FAILURE') AND attempts < ?
+                      AND (upstream_key IS NULL OR upstream_done OR ?)
+                      {book_filter}
+                    ORDER BY chain_remaining DESC, rowid
+                    LIMIT ?
+                ) top ON r.rowid = top.rid
+                ORDER BY top.rank DESC, top.rid
                 """,
                 params,
             )
@@ -640,9 +649,8 @@ class RecordStore:
                 for r in con.execute(
                     """
                     SELECT r.key FROM records r JOIN claim_table c ON c.key = r.key
-                    LEFT JOIN records u ON r.upstream_key = u.key
                     WHERE r.status IN ('PENDING', 'RETRYABLE_FAILURE') AND r.attempts < ?
-                      AND (r.upstream_key IS NULL OR u.status = 'SUCCESS' OR ?)
+                      AND (r.upstream_key IS NULL OR r.upstream_done OR ?)
                     """,
                     [self.max_attempts, not require_upstream],
                 ).fetchall()
@@ -677,13 +685,18 @@ class RecordStore:
             )
         return eligible
 
-    def mark_submitted(self, batch_id: str, remote_name: str, *, count_attempt: bool) -> None:
-        """The remote create succeeded: record its name and (if not yet) count the attempt."""
+    def mark_submitted(self, batch_id: str, remote_name: str, *, count_attempt: bool,
+                       detail: dict | None = None) -> None:
+        """The remote create succeeded: record its name and (if not yet) count the attempt.
+
+        `detail` (optional) replaces the batch's detail JSON in the same transaction.
+        """
         now = utcnow()
         with self.connect() as con:
             con.execute(
-                "UPDATE batches SET remote_name = ?, state = 'PENDING', updated_at = ? WHERE batch_id = ?",
-                [remote_name, now, batch_id],
+                "UPDATE batches SET remote_name = ?, state = 'PENDING', detail = coalesce(?, detail), "
+                "updated_at = ? WHERE batch_id = ?",
+                [remote_name, json.dumps(detail) if detail is not None else None, now, batch_id],
             )
             if count_attempt:
                 con.execute(
@@ -885,6 +898,11 @@ class RecordStore:
                        WHERE records.key = u.key AND records.batch_id = ? AND records.status = 'RUNNING'""",
                     [now, batch_id],
                 )
+                if summary.succeeded:
+                    con.execute(
+                        "UPDATE records SET upstream_done = true WHERE upstream_key IN (SELECT unnest(?))",
+                        [summary.succeeded],
+                    )
                 con.executemany(
                     "UPDATE batch_records SET outcome = ? WHERE batch_id = ? AND key = ?",
                     [(s, batch_id, o.key) for o, s, _ in rows],

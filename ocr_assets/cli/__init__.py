@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import typer
+import importlib
 
-from ocr_assets.cli import corpus, gemini, local, ops, sample
+import typer
 
 app = typer.Typer(
     name="ocr-assets",
@@ -13,5 +13,14 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,  # locals could hold secrets
 )
 
-for module in (corpus, gemini, local, ops, sample):
-    module.register(app)
+# Each module adds its commands with `register(app)`; heavy imports stay inside the commands.
+COMMAND_MODULES = ("corpus", "gemini", "local", "ops", "sample", "emulator", "dagster_cmds")
+
+for _name in COMMAND_MODULES:
+    try:
+        _module = importlib.import_module(f"ocr_assets.cli.{_name}")
+    except ModuleNotFoundError as exc:
+        if exc.name != f"ocr_assets.cli.{_name}":
+            raise
+        continue
+    _module.register(app)
