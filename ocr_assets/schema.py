@@ -110,7 +110,7 @@ def parse_page_result(text: str, *, max_chars: int = 2_000_000) -> OcrPageResult
         raise OutputParseError("empty", "model output is empty")
     try:
         data: Any = json.loads(body)
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, RecursionError) as exc:  # RecursionError: nesting too deep to decode
         raise OutputParseError("malformed_json", f"model output is not valid JSON: {exc}") from exc
     if not isinstance(data, dict):
         raise OutputParseError("schema", f"model output is a JSON {type(data).__name__}, not an object")

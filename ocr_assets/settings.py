@@ -92,11 +92,36 @@ class PromptSettings(_Section):
 
 
 class GeminiSettings(_Section):
-    # Empty = Google's endpoint; the emulator sets e.g. http://127.0.0.1:8765.
+    # Empty = Google's endpoint (or $GOOGLE_GEMINI_BASE_URL); the emulator sets e.g. http://127.0.0.1:8765.
     base_url: str | None = None
     api_version: str = "v1beta"
     use_context_cache: bool = False
+    # An explicit context cache (`cachedContents/...`) every request names; priced as the API bills it.
+    cached_content: str | None = None
     upload_concurrency: int = Field(8, ge=1, le=64)
+    # The binding batch limit is enqueued input tokens per model across active jobs (tier 1: 3M).
+    max_enqueued_tokens: int = Field(3_000_000, ge=1)
+    # One input JSONL must stay under the API's 2 GB; a wave larger than this is sharded into batches.
+    max_jsonl_bytes: int = Field(2_000_000_000, ge=1024, le=2_000_000_000)
+    # Images inline (base64) in the JSONL; False = File API references (48 h expiry, 20 GB storage).
+    inline_images: bool = True
+    file_storage_limit_bytes: int = Field(20_000_000_000, ge=1)
+    stuck_batch_hours: float = Field(26.0, gt=0)
+    # A finished batch whose parsed results cover less than this fraction of its records raises an alert.
+    min_result_fraction: float = Field(0.9, ge=0, le=1)
+    # Raw result files (gzip) are archived here before parsing; empty = `<database folder>/batch_archive`.
+    archive_dir: Path | None = None
+    # Where a page's upstream context comes from: the upstream page's output (pages wait for it) or
+    # a fast local OCR pass over the upstream image (every page of a book is runnable at once).
+    context_source: Literal["upstream_output", "local_ocr"] = "upstream_output"
+    # Real-time / flex calls: per-call timeout and transport retries (tenacity) before a record fails.
+    request_timeout_s: float = Field(600.0, gt=0)
+    transport_retries: int = Field(4, ge=1, le=20)
+    retry_initial_wait_s: float = Field(1.0, ge=0)
+    retry_max_wait_s: float = Field(60.0, ge=0)
+    # A 429 on batches.create holds the batch and retries after this (doubling, capped).
+    hold_backoff_s: float = Field(60.0, ge=0)
+    hold_backoff_max_s: float = Field(1800.0, ge=0)
 
 
 class LocalSettings(_Section):
@@ -106,7 +131,7 @@ class LocalSettings(_Section):
     model_dir: Path | None = None
 
 
-EngineName = Literal["local", "gemini-batch", "gemini-realtime"]
+EngineName = Literal["local", "gemini-batch", "gemini-realtime", "gemini-flex"]
 
 
 class Settings(_Section):
@@ -134,7 +159,8 @@ class Settings(_Section):
         )
         prompt = self.prompt.model_copy(update={"registry_dir": fix(self.prompt.registry_dir)})
         local = self.local.model_copy(update={"model_dir": fix(self.local.model_dir)})
-        return self.model_copy(update={"paths": paths, "prompt": prompt, "local": local})
+        gemini = self.gemini.model_copy(update={"archive_dir": fix(self.gemini.archive_dir)})
+        return self.model_copy(update={"paths": paths, "prompt": prompt, "local": local, "gemini": gemini})
 
 
 def _set_nested(target: dict[str, Any], dotted: list[str], value: Any) -> None:

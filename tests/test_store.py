@@ -177,7 +177,7 @@ def _worker(path: str, worker: int, seconds: float, queue: mp.Queue) -> None:
 
 
 def test_four_processes_hammering_the_store_lose_and_duplicate_nothing(tmp_path: Path) -> None:
-    seconds = float(os.environ.get("OCR_ASSETS_STRESS_SECONDS", "30"))
+    seconds = float(os.environ.get("STORE_STRESS_SECONDS", "30"))
     path = tmp_path / "stress.duckdb"
     store = RecordStore(path, max_attempts=1000)
     nodes = [n for b in range(60) for n in _chain_nodes(f"CA:s{b}:1900", 40)]

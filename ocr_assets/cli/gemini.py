@@ -1,9 +1,240 @@
-"""CLI commands for the gemini area (filled in by its issue)."""
+"""CLI: run records to terminal with any engine, and operate Gemini batches.
+
+`run` drives the configured engine (`--batch` = Gemini Batch API, `--engine` overrides the settings);
+`submit` sends one wave and returns at once; `batch-status`, `batch-fetch`, `batch-cancel` and
+`batches` work on single batches by our batch id (the remote name is accepted too).
+"""
 
 from __future__ import annotations
 
+import json
+from typing import Annotated
+
 import typer
+from rich.markup import escape
+
+from ocr_assets.cli.common import ConfigOption, console, err_console, friendly_errors, get_settings, table
+from ocr_assets.engines.factory import EngineUnavailable, drive, make_batch_client
+from ocr_assets.pipeline import Pipeline
+from ocr_assets.plan import build_plan
+from ocr_assets.prompts import PromptError
+from ocr_assets.settings import EngineName, Settings
+from ocr_assets.store import BatchRow, BatchState
+from ocr_assets.tracking import make_tracker
+
+BookOption = Annotated[list[str] | None, typer.Option("--book", help="Only this book (state:school:year); repeatable.")]
 
 
 def register(app: typer.Typer) -> None:
-    """Attach this module's commands to the root app."""
+    app.command("run")(run)
+    app.command("submit")(submit)
+    app.command("batch-status")(batch_status)
+    app.command("batch-fetch")(batch_fetch)
+    app.command("batch-cancel")(batch_cancel)
+    app.command("batches")(batches)
+
+
+def _pipeline(settings: Settings) -> Pipeline:
+    return Pipeline(settings, tracker=make_tracker())
+
+
+def _batch_pipeline(config) -> tuple[Pipeline, object]:
+    settings = get_settings(config)
+    settings = settings.model_copy(update={"engine": "gemini-batch"})
+    pipeline = _pipeline(settings)
+    with friendly_errors(EngineUnavailable):
+        client = make_batch_client(pipeline)
+    return pipeline, client
+
+
+def _resolve_batch(pipeline: Pipeline, batch_id: str) -> BatchRow:
+    batch = pipeline.store.get_batch(batch_id)  # matches our id or the remote name
+    if batch is None:
+        err_console.print(f"[red]error:[/red] no batch {escape(batch_id)} in the record store "
+                          "(see `ocr-assets batches`)")
+        raise typer.Exit(1)
+    return batch
+
+
+def _plan(pipeline: Pipeline, out) -> None:
+    settings = pipeline.settings
+    result = build_plan(pipeline.store, settings.paths.images_root, settings.paths.allow_list_root, settings.filters)
+    out.print(f"plan: {result.pages_found} pages in {result.books_found} books "
+              f"({result.pages_added} added, {len(result.report)} report entries)")
+
+
+def run(
+    config: ConfigOption = None,
+    engine: Annotated[EngineName | None, typer.Option(help="Engine for this run (default: settings).")] = None,
+    batch: Annotated[bool, typer.Option("--batch", help="Use the Gemini Batch API (50% price).")] = False,
+    limit: Annotated[int | None, typer.Option(help="Attempt at most this many records.")] = None,
+    book: BookOption = None,
+    plan: Annotated[bool, typer.Option(help="Scan the corpus for new pages first.")] = True,
+) -> None:
+    """Drive every selected record to terminal (SUCCESS, FATAL or BLOCKED) with one engine.
+
+    Batch mode keeps up to `max_concurrent_batches` in flight, polls them all each tick and submits
+    cross-book waves as pages unlock; Ctrl-C stops it safely (re-running resumes from the store).
+    """
+    settings = get_settings(config)
+    chosen = "gemini-batch" if batch else (engine or settings.engine)
+    settings = settings.model_copy(update={"engine": chosen})
+    pipeline = _pipeline(settings)
+    if plan:
+        _plan(pipeline, console)
+    books = list(book) if book else None
+    todo = pipeline.store.unfinished_count(books)
+    if todo == 0:
+        console.print("nothing to run: every selected record is terminal")
+        return
+    console.print(f"running {todo if limit is None else min(todo, limit)} records with [bold]{chosen}[/bold]")
+
+    def on_progress(progress) -> None:
+        if hasattr(progress, "active_batches"):
+            console.print(f"tick {progress.tick}: {progress.terminal}/{progress.total} terminal, "
+                          f"{progress.active_batches} batches in flight, ${progress.cost_usd:.4f}, "
+                          f"{progress.elapsed_s:.0f}s")
+            for alert in progress.alerts[-1:]:
+                console.print(f"[yellow]alert:[/yellow] {escape(alert)}")
+        else:
+            console.print(f"wave: {progress.attempted} attempted, {progress.succeeded} succeeded, "
+                          f"{progress.fatal} fatal")
+
+    with friendly_errors(EngineUnavailable, PromptError):
+        try:
+            summary = drive(pipeline, books=books, limit=limit, on_progress=on_progress)
+        except KeyboardInterrupt:
+            err_console.print("interrupted: in-flight batches keep running remotely; re-run to resume")
+            raise typer.Exit(130) from None
+    console.print(table("run", ["attempted", "succeeded", "retryable", "fatal", "blocked", "batches"],
+                        [(summary.attempted, summary.succeeded, summary.retryable, summary.fatal,
+                          summary.blocked, len(summary.batches))]))
+    left = pipeline.store.unfinished_count(books)
+    if left:
+        console.print(f"[yellow]{left} records are not terminal yet[/yellow] (see `ocr-assets status`)")
+
+
+def submit(
+    config: ConfigOption = None,
+    batch: Annotated[bool, typer.Option("--batch", help="Submit through the Gemini Batch API (the only mode).")] = True,
+    limit: Annotated[int | None, typer.Option(help="Submit at most this many records.")] = None,
+    book: BookOption = None,
+    plan: Annotated[bool, typer.Option(help="Scan the corpus for new pages first.")] = True,
+) -> None:
+    """Submit one wave of runnable records as Gemini batch job(s) and print the batch ids at once."""
+    if not batch:
+        err_console.print("[red]error:[/red] submit only queues batches; use `ocr-assets run` for real-time")
+        raise typer.Exit(2)
+    from ocr_assets.engines.gemini.runner import submit_wave
+
+    pipeline, client = _batch_pipeline(config)
+    if plan:
+        _plan(pipeline, err_console)  # stdout carries only batch ids, for scripts
+    with friendly_errors(PromptError, EngineUnavailable):
+        report = submit_wave(pipeline, client, limit=limit, books=list(book) if book else None)
+    for batch_id in report.batches + report.resubmitted:
+        console.print(batch_id)
+    err_console.print(f"{report.records} records in {len(report.batches)} new batch(es), "
+                      f"~{report.estimated_tokens} input tokens"
+                      + (f"; {len(report.held)} held (429 on create, retried later)" if report.held else "")
+                      + (f"; {report.failed_before_submit} failed before submit" if report.failed_before_submit else "")
+                      + (f"; nothing submitted: {report.skipped}" if report.skipped and not report.batches else ""))
+
+
+def batch_status(
+    batch_id: Annotated[str, typer.Argument(help="Our batch id (or the remote batches/... name).")],
+    config: ConfigOption = None,
+    refresh: Annotated[bool, typer.Option(help="Ask the API for the current state first.")] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Print a batch's state, its records' outcomes and its integrity report."""
+    from ocr_assets.engines.gemini.runner import batch_status as status_of
+
+    pipeline, client = _batch_pipeline(config)
+    batch = _resolve_batch(pipeline, batch_id)
+    if refresh and batch.remote_name and batch.state in (BatchState.PENDING, BatchState.RUNNING):
+        with friendly_errors(Exception):
+            remote = client.poll(batch.remote_name)
+        pipeline.store.set_batch_state(batch.batch_id, remote.state)
+    info = status_of(pipeline, batch.batch_id)
+    if as_json:
+        console.print_json(json.dumps(info, default=str))
+        return
+    row = info["batch"]
+    console.print(f"[bold]{row['batch_id']}[/bold] ({row.get('remote_name') or 'not created remotely'}): "
+                  f"[bold]{row['state']}[/bold], {row['record_count']} records, created {row['created_at']}")
+    console.print(table("record outcomes", ["outcome", "records"], sorted(info["outcomes"].items())))
+    integrity = info["detail"].get("integrity")
+    if integrity:
+        console.print(f"integrity: {integrity.get('parsed')}/{integrity.get('submitted')} parsed, "
+                      f"{integrity.get('missing_count', 0)} missing, {integrity.get('duplicate_count', 0)} duplicate, "
+                      f"{integrity.get('unknown_count', 0)} unknown keys")
+        if integrity.get("alert"):
+            console.print(f"[yellow]alert:[/yellow] {escape(integrity['alert'])}")
+
+
+def batch_fetch(
+    batch_id: Annotated[str, typer.Argument(help="Our batch id (or the remote batches/... name).")],
+    config: ConfigOption = None,
+    from_archive: Annotated[bool, typer.Option("--from-archive", help="Replay the saved result file; no API call.")] = False,
+) -> None:
+    """Ingest a finished batch (idempotent: fetching twice changes nothing)."""
+    from ocr_assets.engines.gemini.runner import BatchNotFinished, ingest_batch
+
+    pipeline, client = _batch_pipeline(config)
+    batch = _resolve_batch(pipeline, batch_id)
+    with friendly_errors(BatchNotFinished, FileNotFoundError, ValueError, PromptError):
+        report = ingest_batch(pipeline, client, batch, from_archive=from_archive)
+    console.print(table(f"batch {batch.batch_id} ({report.remote_state})",
+                        ["succeeded", "retryable", "fatal", "blocked", "unchanged", "released"],
+                        [(report.succeeded, report.retryable, report.fatal, report.blocked, report.ignored,
+                          report.released)]))
+    if not (report.succeeded or report.retryable or report.fatal or report.released):
+        console.print("nothing changed: every record of this batch was already settled")
+    if report.integrity is not None:
+        i = report.integrity
+        console.print(f"integrity: {i.parsed}/{i.submitted} parsed, {i.missing_count} missing, "
+                      f"{i.duplicate_count} duplicate, {i.unknown_count} unknown keys")
+    if report.alert:
+        console.print(f"[yellow]alert:[/yellow] {escape(report.alert)}")
+
+
+def batch_cancel(
+    batch_id: Annotated[str, typer.Argument(help="Our batch id (or the remote batches/... name).")],
+    config: ConfigOption = None,
+) -> None:
+    """Cancel a batch remotely and return its records to retryable."""
+    from ocr_assets.engines.gemini.runner import cancel_batch
+
+    pipeline, client = _batch_pipeline(config)
+    batch = _resolve_batch(pipeline, batch_id)
+    if batch.state not in (BatchState.SUBMITTING, BatchState.HELD, BatchState.PENDING, BatchState.RUNNING):
+        err_console.print(f"[red]error:[/red] batch {batch.batch_id} is {batch.state}; only active batches can be cancelled")
+        raise typer.Exit(1)
+    keys = cancel_batch(pipeline, client, batch.batch_id)
+    console.print(f"cancelled {batch.batch_id}: {len(keys)} records back to retryable")
+
+
+def batches(
+    config: ConfigOption = None,
+    active: Annotated[bool, typer.Option("--active", help="Only batches still in flight.")] = False,
+    stuck: Annotated[bool, typer.Option("--stuck", help="Only batches pending/running past gemini.stuck_batch_hours.")] = False,
+    limit: Annotated[int, typer.Option(help="At most this many rows (newest first).")] = 50,
+) -> None:
+    """List batches with their state, record count and age."""
+    from ocr_assets.engines.gemini.runner import stuck_batches
+
+    settings = get_settings(config)
+    pipeline = Pipeline(settings)
+    if stuck:
+        rows = stuck_batches(pipeline)
+    elif active:
+        rows = pipeline.store.active_batches()
+    else:
+        rows = pipeline.store.batches()
+    rows = sorted(rows, key=lambda b: b.created_at, reverse=True)[:limit]
+    console.print(table(f"{len(rows)} batches", ["batch", "remote", "engine", "state", "records", "created", "updated"],
+                        [(b.batch_id, b.remote_name, b.engine, b.state, b.record_count, b.created_at, b.updated_at)
+                         for b in rows]))
+    if stuck and rows:
+        console.print("cancel a stuck batch with `ocr-assets batch-cancel <batch>` (its records return to retryable)")

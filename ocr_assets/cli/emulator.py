@@ -1,0 +1,71 @@
+"""CLI: `ocr-assets emulator` serves the local Gemini API emulator until interrupted."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from typing import Annotated
+
+import typer
+
+from ocr_assets.cli.common import console, err_console
+
+
+def register(app: typer.Typer) -> None:
+    """Attach this module's commands to the root app."""
+    app.command("emulator")(emulator)
+
+
+def emulator(
+    port: Annotated[int, typer.Option("--port", help="Port to listen on (0 picks a free one).")] = 8765,
+    host: Annotated[str, typer.Option("--host", help="Interface to bind.")] = "127.0.0.1",
+    latency: Annotated[float, typer.Option("--latency", help="Seconds a batch stays RUNNING.")] = 2.0,
+    pending: Annotated[float, typer.Option("--pending", help="Seconds a batch stays PENDING.")] = 0.0,
+    fault_rate: Annotated[
+        float, typer.Option("--fault-rate", help="Share of records given a fault (spread over every kind).")
+    ] = 0.0,
+    seed: Annotated[int, typer.Option("--seed", help="Fault seed: the same seed gives the same faults.")] = 0,
+    answerer: Annotated[
+        str, typer.Option("--answerer", help="local (the local OCR engine) or echo (instant, deterministic).")
+    ] = "local",
+    max_enqueued_tokens: Annotated[
+        int | None, typer.Option("--max-enqueued-tokens", help="Enqueued-token cap across active batches.")
+    ] = None,
+) -> None:
+    """Serve a local Gemini API (files, batches, generateContent, caches) for the unmodified SDK."""
+    from ocr_assets.engines.emulator import (
+        AnswerError,
+        EmulatorConfig,
+        EmulatorServer,
+        FaultConfig,
+        make_answerer,
+    )
+
+    try:
+        chosen = make_answerer(answerer)
+        faults = FaultConfig.mixed(fault_rate, seed=seed)
+        config = EmulatorConfig(host=host, port=port, batch_latency_s=latency, pending_s=pending,
+                                max_enqueued_tokens=max_enqueued_tokens, faults=faults)
+    except (AnswerError, ValueError) as exc:
+        err_console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    server = EmulatorServer(config, answerer=chosen)
+    try:
+        server.start()
+    except OSError as exc:
+        err_console.print(f"[red]error:[/red] cannot listen on {host}:{port}: {exc}")
+        raise typer.Exit(1) from None
+    console.print(f"Gemini emulator on [bold]{server.url}[/bold] (answerer {answerer}, latency {latency}s, "
+                  f"fault rate {fault_rate}, seed {seed})")
+    console.print(f"  export GOOGLE_GEMINI_BASE_URL={server.url}   # or gemini.base_url in the settings")
+    console.print(f"  request log: {server.url}/_emulator/log   Ctrl-C to stop")
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())  # a process manager's stop is a clean stop too
+    try:
+        while not stop.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+        console.print("emulator stopped")

@@ -1,0 +1,1 @@
+"""Dagster objects only (resources, partitions, assets, checks, jobs, sensors); `ocr_assets.definitions` assembles them."""

@@ -1,0 +1,153 @@
+"""Assets: corpus_plan → page_ocr (per book) → book_courses (per book) → courses (corpus table)."""
+
+from collections.abc import Iterator
+from typing import Any
+
+import dagster as dg
+from pydantic import Field
+
+from ocr_assets.defs.partitions import add_missing_books, books
+from ocr_assets.defs.resources import (
+    GeminiResource,
+    LocalInferenceResource,
+    RecordStoreResource,
+    SettingsResource,
+    TrackerResource,
+    make_pipeline,
+)
+from ocr_assets.plan import PlanResult, build_plan
+from ocr_assets.reports import (
+    COURSE_PREVIEW_COLUMNS,
+    PAGE_COLUMNS,
+    BookCourses,
+    BookReport,
+    book_reports,
+    build_book_courses,
+    build_corpus_courses,
+    course_preview,
+    drive_books,
+    fatal_message,
+    preview,
+)
+from ocr_assets.settings import Settings
+
+_TYPES = {"page": "int", "upstream_page": "int", "attempts": "int", "tokens": "int", "cost_usd": "float",
+          "courses": "int", "books": "int"}
+
+
+def table(rows: list[dict[str, Any]], columns: tuple[str, ...] | list[str]) -> dg.TableMetadataValue:
+    schema = dg.TableSchema(columns=[dg.TableColumn(c, _TYPES.get(c, "string")) for c in columns])
+    return dg.MetadataValue.table(records=[dg.TableRecord({c: row.get(c) for c in columns}) for row in rows],
+                                  schema=schema)
+
+
+def page_metadata(report: BookReport, settings: Settings) -> dict[str, Any]:
+    """One book's page_ocr metadata: counts, totals and the per-page table (≤ 50 rows)."""
+    shown = preview(report.rows)
+    counts = {status.lower(): n for status, n in report.counts.items()}
+    return {
+        "page_table": table(shown, PAGE_COLUMNS), "pages": report.pages, **counts,
+        "tokens": report.tokens, "cost_usd": report.cost_usd,
+        "rows_shown": f"{len(shown)} of {report.pages} (failures first)",
+        "full_table": f"ocr-assets records --book {report.book}",
+        "output_root": dg.MetadataValue.path(str(settings.paths.output_root)),
+        "record_store": dg.MetadataValue.path(str(settings.paths.database)),
+    }
+
+
+def book_courses_metadata(built: BookCourses) -> dict[str, Any]:
+    return {
+        "courses": len(built.rows), "pages_with_courses": built.pages_with_courses,
+        "preview": table(course_preview(built.rows), COURSE_PREVIEW_COLUMNS),
+        "parquet": dg.MetadataValue.path(str(built.parquet_path)),
+        "jsonl": dg.MetadataValue.path(str(built.jsonl_path)),
+    }
+
+
+def plan_metadata(result: PlanResult, partitions_added: list[str]) -> dict[str, Any]:
+    report = [{"reason": e.reason, "path": e.path} for e in result.report[:50]]
+    return {
+        "pages_found": result.pages_found, "books_found": result.books_found,
+        "books_added": len(result.books_added), "books_replanned": len(result.books_replanned),
+        "books_unchanged": result.books_unchanged, "pages_added": result.pages_added,
+        "partitions_added": len(partitions_added), "report_entries": len(result.report),
+        "plan_report": table(report, ["reason", "path"]), "plan_run": result.plan_run,
+    }
+
+
+class PageOcrConfig(dg.Config):
+    """Which engine drives the pages; the jobs set it, a plain materialization uses settings.engine."""
+
+    engine: str = Field("", description="local | gemini-batch | gemini-realtime | gemini-flex; empty = settings")
+
+
+@dg.asset(kinds={"duckdb"}, group_name="ocr")
+def corpus_plan(
+    context: dg.AssetExecutionContext, settings: SettingsResource, store: RecordStoreResource
+) -> dg.MaterializeResult:
+    """The immutable corpus plan: allow-listed pages and their page-chain deps, in the record store."""
+    config = settings.load()
+    record_store = store.open()
+    result = build_plan(record_store, config.paths.images_root, config.paths.allow_list_root, config.filters)
+    added = add_missing_books(context.instance, record_store.books())
+    return dg.MaterializeResult(metadata=plan_metadata(result, added))
+
+
+@dg.asset(
+    partitions_def=books, backfill_policy=dg.BackfillPolicy.single_run(), deps=[corpus_plan],
+    kinds={"python", "json"}, group_name="ocr",
+)
+def page_ocr(
+    context: dg.AssetExecutionContext, config: PageOcrConfig, settings: SettingsResource,
+    store: RecordStoreResource, gemini: GeminiResource, local_inference: LocalInferenceResource,
+    tracker: TrackerResource,
+) -> Iterator[dg.AssetMaterialization | dg.MaterializeResult]:
+    """Each book's page outputs (one validated JSON per page), every page chain driven to a terminal state."""
+    keys = list(context.partition_keys)  # a single-run backfill covers many books: one run, cross-book waves
+    run_settings = gemini.configure(settings.load(engine=config.engine or None))
+    pipeline = make_pipeline(run_settings, store, tracker)
+    engine = local_inference.get() if run_settings.engine == "local" else None
+    summary = drive_books(pipeline, keys, sync_engine=engine)
+    reports = book_reports(pipeline.store, keys, run_settings.paths.output_root)
+    run = {"engine": run_settings.engine, "run_books": len(keys), "run_waves": summary.waves,
+           "run_attempted": summary.attempted, "run_succeeded": summary.succeeded, "run_retried": summary.retryable}
+    for report in reports:  # per-book metadata; the page table comes first in the UI
+        context.add_asset_metadata({**page_metadata(report, run_settings), **run}, partition_key=report.book)
+    if message := fatal_message(reports):
+        for report in (r for r in reports if r.complete):  # report what succeeded before failing
+            yield dg.AssetMaterialization(asset_key=context.asset_key, partition=report.book,
+                                          metadata={**page_metadata(report, run_settings), **run})
+        raise dg.Failure(description=message, metadata={"fatal_pages": sum(len(r.fatal_keys) for r in reports)})
+    yield dg.MaterializeResult()
+
+
+@dg.asset(
+    partitions_def=books, backfill_policy=dg.BackfillPolicy.single_run(), deps=[page_ocr],
+    kinds={"parquet"}, group_name="ocr",
+)
+def book_courses(
+    context: dg.AssetExecutionContext, settings: SettingsResource, store: RecordStoreResource
+) -> dg.MaterializeResult:
+    """Each book's courses flattened from its page outputs (Parquet + JSONL under output_root/_tables)."""
+    output_root = settings.load().paths.output_root
+    record_store = store.open()
+    total = 0
+    for book in context.partition_keys:
+        built = build_book_courses(record_store, output_root, book)
+        context.add_asset_metadata(book_courses_metadata(built), partition_key=book)
+        total += len(built.rows)
+    context.log.info(f"{total} courses in {len(context.partition_keys)} book(s)")
+    return dg.MaterializeResult()
+
+
+@dg.asset(deps=[book_courses], kinds={"duckdb", "parquet"}, group_name="ocr")
+def courses(settings: SettingsResource) -> dg.MaterializeResult:
+    """The corpus course table: every book's courses in output_root/courses.duckdb plus a Parquet export."""
+    built = build_corpus_courses(settings.load().paths.output_root)
+    return dg.MaterializeResult(metadata={
+        "dagster/row_count": built.rows, "books": built.books,
+        "preview": table(built.preview, COURSE_PREVIEW_COLUMNS),
+        "by_department": table(built.by_department, ["department", "courses", "books"]),
+        "duckdb": dg.MetadataValue.path(str(built.duckdb_path)), "table": "courses",
+        "parquet": dg.MetadataValue.path(str(built.parquet_path)),
+    })

@@ -1,0 +1,92 @@
+"""Jobs: one per engine mode over page_ocr + book_courses, plus the batch submit and ingest jobs."""
+
+from collections.abc import Sequence
+
+import dagster as dg
+
+from ocr_assets.defs.assets import book_courses, book_courses_metadata, page_metadata, page_ocr
+from ocr_assets.defs.partitions import add_missing_books, books
+from ocr_assets.defs.resources import GeminiResource, RecordStoreResource, SettingsResource, TrackerResource, make_pipeline
+from ocr_assets.reports import book_reports, build_book_courses, ingest_finished_batch, submit_batches
+from ocr_assets.settings import Settings
+from ocr_assets.store import RecordStore
+
+ENGINE_TAG = "ocr_assets/engine"
+BATCH_TAG = "ocr_assets/batch_id"
+BOOKS_TAG = "ocr_assets/books"
+
+
+def _ocr_job(name: str, engine: str, description: str, **kwargs):
+    return dg.define_asset_job(
+        name, selection=dg.AssetSelection.assets(page_ocr, book_courses),
+        config={"ops": {"page_ocr": {"config": {"engine": engine}}}}, tags={ENGINE_TAG: engine},
+        description=description, **kwargs,
+    )
+
+
+# In-process: the local model loads once per run instead of once per step process.
+ocr_local_job = _ocr_job("ocr_local_job", "local", "OCR the selected books with the local model.",
+                         executor_def=dg.in_process_executor)
+ocr_gemini_batch_job = _ocr_job("ocr_gemini_batch_job", "gemini-batch",
+                                "OCR the selected books through the Gemini Batch API (50% price).")
+ocr_gemini_realtime_job = _ocr_job("ocr_gemini_realtime_job", "gemini-realtime",
+                                   "OCR the selected books with real-time Gemini calls.")
+
+
+def report_books(context: dg.OpExecutionContext, store: RecordStore, settings: Settings, keys: Sequence[str]) -> None:
+    """Report page_ocr + book_courses materializations for books changed outside an asset run."""
+    add_missing_books(context.instance, list(keys))  # a partition never added is accepted silently
+    for report in book_reports(store, list(keys), settings.paths.output_root):
+        context.log_event(dg.AssetMaterialization(asset_key=page_ocr.key, partition=report.book,
+                                                  metadata=page_metadata(report, settings)))
+        built = build_book_courses(store, settings.paths.output_root, report.book)
+        context.log_event(dg.AssetMaterialization(asset_key=book_courses.key, partition=report.book,
+                                                  metadata=book_courses_metadata(built)))
+
+
+@dg.op(name="submit_batches")
+def submit_batches_op(
+    context: dg.OpExecutionContext, settings: SettingsResource, store: RecordStoreResource,
+    gemini: GeminiResource, tracker: TrackerResource,
+) -> dg.Output[list[str]]:
+    """Claim runnable records across all books into Gemini batches, up to the free batch slots."""
+    pipeline = make_pipeline(gemini.configure(settings.load(engine="gemini-batch")), store, tracker)
+    report = submit_batches(pipeline, gemini.batch_client(pipeline))  # claims are transactional: no record twice
+    context.log.info(f"submitted {len(report.batches)} batch(es) of {report.records} records"
+                     + (f"; {report.skipped}" if report.skipped else ""))
+    return dg.Output(report.batches, metadata={
+        "batches": len(report.batches), "records": report.records, "estimated_tokens": report.estimated_tokens,
+        "held": len(report.held), "batch_ids": ", ".join(report.batches), "skipped": report.skipped or "",
+    })
+
+
+class IngestConfig(dg.Config):
+    """The batch to ingest (its local batch id or remote name)."""
+
+    batch_id: str
+
+
+@dg.op(name="ingest_batch")
+def ingest_batch_op(
+    context: dg.OpExecutionContext, config: IngestConfig, settings: SettingsResource,
+    store: RecordStoreResource, gemini: GeminiResource, tracker: TrackerResource,
+) -> dg.Output[list[str]]:
+    """Download, archive and ingest one finished batch; report materializations for every book it touched."""
+    run_settings = gemini.configure(settings.load())
+    pipeline = make_pipeline(run_settings, store, tracker)
+    touched = ingest_finished_batch(pipeline, config.batch_id, lambda: gemini.batch_client(pipeline))  # idempotent
+    report_books(context, pipeline.store, run_settings, touched)
+    return dg.Output(touched, metadata={"batch_id": config.batch_id, "books": len(touched),
+                                        "book_keys": ", ".join(touched)})
+
+
+@dg.job(tags={ENGINE_TAG: "gemini-batch"})
+def submit_batches_job() -> None:
+    """Fill free Gemini batch slots with runnable records (launched by batch_submit_sensor)."""
+    submit_batches_op()
+
+
+@dg.job(tags={ENGINE_TAG: "gemini-batch"})
+def ingest_batch_job() -> None:
+    """Ingest one finished Gemini batch (launched by batch_poll_sensor, one run per batch)."""
+    ingest_batch_op()

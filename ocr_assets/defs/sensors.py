@@ -1,0 +1,70 @@
+"""Sensors (all STOPPED by default): book discovery, batch submission, batch polling → ingest runs."""
+
+import dagster as dg
+
+from ocr_assets.defs.jobs import BATCH_TAG, BOOKS_TAG, ingest_batch_job, submit_batches_job
+from ocr_assets.defs.partitions import books
+from ocr_assets.defs.resources import GeminiResource, RecordStoreResource, SettingsResource, TrackerResource, make_pipeline
+from ocr_assets.plan import build_plan
+from ocr_assets.reports import batch_books, poll_batches, submit_blocker
+
+def _sensor(**kwargs):
+    """`dg.sensor` whose UI description is the function's docstring (as for assets); STOPPED by default."""
+    return lambda fn: dg.sensor(description=fn.__doc__, default_status=dg.DefaultSensorStatus.STOPPED, **kwargs)(fn)
+
+
+IN_PROGRESS = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
+               dg.DagsterRunStatus.STARTED]
+
+
+@_sensor(minimum_interval_seconds=300)
+def book_discovery_sensor(
+    context: dg.SensorEvaluationContext, settings: SettingsResource, store: RecordStoreResource
+) -> dg.SensorResult | dg.SkipReason:
+    """Re-plan the corpus and add a `books` partition for every new book (never removes one)."""
+    config = settings.load()
+    record_store = store.open()
+    plan = build_plan(record_store, config.paths.images_root, config.paths.allow_list_root, config.filters)
+    known = set(context.instance.get_dynamic_partitions(books.name))
+    new = sorted(set(record_store.books()) - known)  # idempotent: only books the instance lacks
+    if not new:
+        return dg.SkipReason(f"no new books ({plan.books_found} found, {len(known)} known)")
+    context.log.info(f"adding {len(new)} book partition(s): {', '.join(new[:20])}")
+    return dg.SensorResult(dynamic_partitions_requests=[books.build_add_request(new)])
+
+
+@_sensor(job=submit_batches_job, minimum_interval_seconds=30)
+def batch_submit_sensor(
+    context: dg.SensorEvaluationContext, settings: SettingsResource, store: RecordStoreResource
+) -> dg.RunRequest | dg.SkipReason:
+    """Launch a submit run when runnable records and free Gemini batch slots exist (cross-book waves)."""
+    blocker = submit_blocker(store.open(), settings.load().execution.max_concurrent_batches)
+    if blocker:
+        return dg.SkipReason(blocker)
+    waiting = context.instance.get_runs(
+        dg.RunsFilter(job_name=submit_batches_job.name, statuses=IN_PROGRESS), limit=1
+    )
+    if waiting:  # one submit run at a time; the store's claim would make a second one harmless anyway
+        return dg.SkipReason(f"submit run {waiting[0].run_id} is still queued or running")
+    return dg.RunRequest(tags={"ocr_assets/trigger": "batch_submit_sensor"})
+
+
+@_sensor(job=ingest_batch_job, minimum_interval_seconds=30)
+def batch_poll_sensor(
+    context: dg.SensorEvaluationContext, settings: SettingsResource, store: RecordStoreResource,
+    gemini: GeminiResource, tracker: TrackerResource,
+) -> dg.SensorResult | dg.SkipReason:
+    """Poll every active batch (one cheap get each) and launch one ingest run per finished batch."""
+    pipeline = make_pipeline(gemini.configure(settings.load(engine="gemini-batch")), store, tracker)
+    requests = []
+    for batch in poll_batches(pipeline, lambda: gemini.batch_client(pipeline)):
+        name = batch.remote_name or batch.batch_id
+        touched = batch_books(pipeline.store, batch.batch_id)
+        requests.append(dg.RunRequest(
+            run_key=f"ingest:{name}",  # dedupes forever: a finished batch is ingested by one run only
+            run_config={"ops": {"ingest_batch": {"config": {"batch_id": batch.batch_id}}}},
+            tags={BATCH_TAG: batch.batch_id, "ocr_assets/batch_name": name, BOOKS_TAG: ",".join(touched)[:2000]},
+        ))
+    if not requests:
+        return dg.SkipReason("no finished batch to ingest")
+    return dg.SensorResult(run_requests=requests)

@@ -1,0 +1,133 @@
+"""Where a page's upstream context comes from when it is not the upstream page's output.
+
+`context_source: local_ocr` — a fast local OCR pass over the upstream page's image supplies the
+"previous page" context (text tail + last courses), so no page waits for its upstream and a whole
+book fits in one batch instead of one batch per chain step. The pass is cached on disk per upstream
+image, so rebuilding a batch's prompts at ingest gives the same text the batch was sent with.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+from ocr_assets.engines.base import PageRequest, PageSuccess, PromptIdentity, SyncEngine
+from ocr_assets.outputs import atomic_write_text
+from ocr_assets.prompts import upstream_context
+from ocr_assets.schema import OcrPageResult
+from ocr_assets.settings import Settings
+from ocr_assets.store import RecordRow, RecordStore
+
+log = logging.getLogger(__name__)
+
+LOCAL_OCR = "local_ocr"
+UPSTREAM_OUTPUT = "upstream_output"
+
+
+class ContextUnavailable(RuntimeError):
+    """The local OCR context pass cannot run here (engine missing)."""
+
+
+class ContextProvider(Protocol):
+    """Supplies each record's previous-page context; `source` is recorded in the prompt identity."""
+
+    source: str
+
+    def contexts(self, records: Sequence[RecordRow]) -> dict[str, dict[str, Any] | None]:
+        """record key → context (None for chain heads, or where the pass failed: see `problems`)."""
+        ...
+
+
+class LocalOcrContext:
+    """Context from a local OCR engine run on each upstream page image, cached per image."""
+
+    source = LOCAL_OCR
+
+    def __init__(self, settings: Settings, store: RecordStore, *, engine: SyncEngine | None = None,
+                 cache_dir: Path | None = None,
+                 recognise: Callable[[list[PageRequest]], list[Any]] | None = None):
+        self.settings = settings
+        self.store = store
+        self._engine = engine
+        self._recognise = recognise
+        self.cache_dir = Path(cache_dir) if cache_dir else Path(settings.paths.database).parent / "local_context"
+        self.problems: dict[str, str] = {}
+
+    def _get_engine(self) -> SyncEngine:
+        if self._engine is None:
+            try:
+                from ocr_assets.engines.local import LocalInference
+            except Exception as exc:  # any import failure means "not available here"
+                raise ContextUnavailable(
+                    f"context_source=local_ocr needs the local engine (ocr_assets.engines.local): {exc}"
+                ) from None
+            local = self.settings.local
+            self._engine = LocalInference(engine=local.engine, device=local.device,
+                                          batch_size=local.batch_size, model_dir=local.model_dir)
+        return self._engine
+
+    @staticmethod
+    def _cache_name(key: str, image_path: str) -> str:
+        try:
+            stat = os.stat(image_path)
+            stamp = f"{stat.st_size}:{stat.st_mtime_ns}"
+        except OSError:
+            stamp = "missing"
+        return hashlib.sha256(f"{key}|{image_path}|{stamp}".encode()).hexdigest()[:32] + ".json"
+
+    def contexts(self, records: Sequence[RecordRow]) -> dict[str, dict[str, Any] | None]:
+        self.problems = {}
+        upstream_keys = sorted({r.upstream_key for r in records if r.upstream_key})
+        upstreams = self.store.get_many(upstream_keys)
+        found: dict[str, dict[str, Any] | None] = {}
+        todo: list[RecordRow] = []
+        for key in upstream_keys:
+            row = upstreams.get(key)
+            if row is None:
+                self.problems[key] = f"upstream record {key} is not in the store"
+                continue
+            path = self.cache_dir / self._cache_name(key, row.image_path)
+            if path.exists():
+                try:
+                    found[key] = json.loads(path.read_text(encoding="utf-8"))
+                    continue
+                except ValueError:
+                    pass
+            todo.append(row)
+        if todo:
+            requests = [
+                PageRequest(key=row.key, book=row.book, page=row.page, image_path=Path(row.image_path), prompt="",
+                            prompt_identity=PromptIdentity(name="local_context", version="1", vars_hash=""))
+                for row in todo
+            ]
+            outcomes = self._recognise(requests) if self._recognise else self._get_engine().infer(requests)
+            by_key = {o.key: o for o in outcomes}
+            for row in todo:
+                outcome = by_key.get(row.key)
+                if isinstance(outcome, PageSuccess):
+                    context = upstream_context(outcome.result)
+                elif isinstance(outcome, OcrPageResult):
+                    context = upstream_context(outcome)
+                else:
+                    why = getattr(outcome, "message", None) or "no result"
+                    self.problems[row.key] = f"local OCR of upstream page {row.key} failed: {why}"
+                    continue
+                found[row.key] = context
+                atomic_write_text(self.cache_dir / self._cache_name(row.key, row.image_path),
+                                  json.dumps(context, sort_keys=True, ensure_ascii=False))
+        return {r.key: found.get(r.upstream_key) if r.upstream_key else None for r in records}
+
+    def problem_for(self, record: RecordRow) -> str | None:
+        return self.problems.get(record.upstream_key or "")
+
+
+def provider_for(settings: Settings, store: RecordStore) -> ContextProvider | None:
+    """The configured provider; None means the upstream page's output (the pipeline's default)."""
+    if settings.gemini.context_source == LOCAL_OCR:
+        return LocalOcrContext(settings, store)
+    return None

@@ -1,0 +1,97 @@
+"""Gemini real-time (and flex tier) engines: concurrent `generate_content`, one outcome per request.
+
+Transport failures (429, 5xx, timeouts, dropped connections) are retried in place with tenacity;
+what still fails comes back as a classified `PageFailure`, so record semantics match the batch
+path exactly. The flex engine sets `service_tier=flex` on the same call (supported by the installed
+google-genai: `GenerateContentConfig.service_tier`): the batch price, synchronously, with minutes
+of latency — a fit for long dependent chains and retry tails.
+"""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+
+from ocr_assets.engines.base import PageFailure, PageOutcome, PageRequest, PricingMode
+from ocr_assets.engines.gemini.classify import classify_exception, classify_response, is_transient
+from ocr_assets.engines.gemini.client import make_client
+from ocr_assets.engines.gemini.requests import ImageUnreadable, load_image, sdk_call
+from ocr_assets.schema import ErrorClass
+from ocr_assets.settings import Settings
+
+
+def flex_supported() -> bool:
+    """Whether the installed SDK can ask for the flex service tier."""
+    try:
+        from google.genai import types
+    except ImportError:  # pragma: no cover
+        return False
+    return "service_tier" in types.GenerateContentConfig.model_fields and hasattr(types, "ServiceTier")
+
+
+class GeminiRealtimeEngine:
+    """`SyncEngine` over `client.models.generate_content`, bounded by `execution.realtime_concurrency`."""
+
+    name: str = "gemini-realtime"
+    pricing_mode: PricingMode = "realtime"
+    service_tier: str | None = None
+
+    def __init__(self, settings: Settings, client: Any = None):
+        self.settings = settings
+        self.model_name = settings.model.name
+        self.concurrency = settings.execution.realtime_concurrency
+        self._client = client
+        g = settings.gemini
+        self._retry = retry(
+            retry=retry_if_exception(is_transient),
+            stop=stop_after_attempt(g.transport_retries),
+            wait=wait_exponential_jitter(initial=g.retry_initial_wait_s, max=g.retry_max_wait_s),
+            reraise=True,
+        )
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(model={self.model_name!r}, concurrency={self.concurrency})"
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            self._client = make_client(self.settings)
+        return self._client
+
+    def infer(self, requests: list[PageRequest]) -> list[PageOutcome]:
+        if not requests:
+            return []
+        _ = self.client  # build once, before the threads share it
+        with ThreadPoolExecutor(max_workers=min(self.concurrency, len(requests))) as pool:
+            return list(pool.map(self.infer_one, requests))
+
+    def infer_one(self, request: PageRequest) -> PageOutcome:
+        start = time.monotonic()
+        try:
+            image = load_image(request.image_path)
+        except ImageUnreadable as exc:
+            return PageFailure(key=request.key, error_class=ErrorClass.FATAL, error_type="image_unreadable",
+                               message=str(exc), model=self.model_name)
+        contents, config = sdk_call(request, self.settings, image=image, service_tier=self.service_tier)
+        try:
+            response = self._retry(self.client.models.generate_content)(
+                model=self.model_name, contents=contents, config=config
+            )
+        except Exception as exc:
+            return classify_exception(request.key, exc, model=self.model_name, latency_s=time.monotonic() - start)
+        data = response.model_dump(
+            mode="json", by_alias=True, exclude_none=True,
+            exclude={"sdk_http_response", "automatic_function_calling_history", "parsed"},
+        )
+        return classify_response(request.key, data, model=self.model_name, latency_s=time.monotonic() - start)
+
+
+class GeminiFlexEngine(GeminiRealtimeEngine):
+    """The flex service tier: real-time calls billed at the batch price, minutes of latency."""
+
+    name = "gemini-flex"
+    pricing_mode: PricingMode = "batch"
+    service_tier = "flex"

@@ -1,0 +1,97 @@
+"""page_ocr + book_courses + courses materialized through a real instance with the local engine."""
+
+from pathlib import Path
+
+import dagster as dg
+import pyarrow.parquet as pq
+
+from ocr_assets.definitions import defs
+from ocr_assets.defs.resources import default_resources
+from ocr_assets.pipeline import open_store
+from tests.defs.support import Corpus, write_corpus, write_settings
+
+RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
+
+
+def materialize(instance: dg.DagsterInstance, selection: list[str], **kwargs) -> dg.ExecuteInProcessResult:
+    return dg.materialize([*defs.assets, *defs.asset_checks], selection=selection, instance=instance,
+                          resources=default_resources(), raise_on_error=False, **kwargs)
+
+
+def materializations(instance: dg.DagsterInstance, asset: str) -> dict[str, dg.AssetMaterialization]:
+    """The latest materialization of every partition of `asset`."""
+    found = {}
+    for book in instance.get_dynamic_partitions("books"):
+        records = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[book]), limit=1).records
+        if records:
+            found[book] = records[0].asset_materialization
+    return found
+
+
+def table_rows(value: dg.TableMetadataValue) -> list[dict]:
+    return [dict(record.data) for record in value.records]
+
+
+def test_one_run_over_two_books_materializes_both_partitions_with_per_page_tables(corpus: Corpus, instance) -> None:
+    plan = materialize(instance, ["corpus_plan"])
+    assert plan.success
+    assert sorted(instance.get_dynamic_partitions("books")) == corpus.books  # corpus_plan adds the partitions
+
+    start, end = instance.get_dynamic_partitions("books")[0], instance.get_dynamic_partitions("books")[-1]
+    result = materialize(instance, ["page_ocr", "book_courses"], tags={RANGE_START: start, RANGE_END: end})
+    assert result.success
+    assert len(instance.get_runs()) == 2  # the plan run, then ONE run for both books (single-run backfill)
+
+    pages = materializations(instance, "page_ocr")
+    assert sorted(pages) == corpus.books
+    ny = pages["NY:Adams Academy:1902"].metadata
+    rows = table_rows(ny["page_table"])
+    assert [(r["page"], r["upstream_page"], r["status"]) for r in rows] == [
+        (1, None, "SUCCESS"), (2, 1, "SUCCESS"), (4, None, "SUCCESS")]  # page 4 starts a new chain
+    assert {c.name for c in ny["page_table"].schema.columns} == {
+        "page", "upstream_page", "status", "attempts", "error", "tokens", "cost_usd", "output_path"}
+    assert all(Path(ny["output_root"].value, r["output_path"]).exists() and r["attempts"] == 1 for r in rows)
+    assert rows[2]["output_path"] == "NY/Adams Academy/1902/4.json"  # relative to output_root
+    assert (ny["pages"].value, ny["success"].value, ny["fatal_failure"].value) == (3, 3, 0)
+    assert pages["CA:Lincoln High:1901"].metadata["pages"].value == 2
+
+    courses = materializations(instance, "book_courses")
+    assert sorted(courses) == corpus.books
+    ca = courses["CA:Lincoln High:1901"].metadata
+    assert [r["course_name"] for r in table_rows(ca["preview"])] == ["Algebra", "Geometry"]
+    assert pq.read_table(ca["parquet"].value).num_rows == ca["courses"].value == 2
+    assert Path(ca["jsonl"].value).exists()
+
+    checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+    assert checks == {"outputs_match_schema": True, "no_page_silently_missing": True,
+                      "courses_on_content_pages": True, "cost_within_budget": True}
+
+    corpus_table = materialize(instance, ["courses"])
+    assert corpus_table.success
+    meta = instance.get_latest_materialization_event(dg.AssetKey("courses")).asset_materialization.metadata
+    assert meta["dagster/row_count"].value == 6 and meta["books"].value == 2
+    assert pq.read_table(meta["parquet"].value).num_rows == 6
+
+
+def test_fatal_pages_fail_the_run_by_name_after_the_successful_books_are_reported(
+    tmp_path, instance, monkeypatch
+) -> None:
+    root = tmp_path / "c"
+    write_corpus(root, {"CA:Good:1900": {1: ["HISTORY", "1. Ancient History. Greece and Rome."]},
+                        "NY:Bad:1900": {1: ["unreadable"], 2: ["MUSIC", "1. Harmony. Chords."]}})
+    (root / "images" / "NY" / "Bad" / "1900" / "1.png").write_bytes(b"not an image at all")
+    monkeypatch.setenv("OCR_ASSETS_CONFIG", str(write_settings(root)))
+    assert materialize(instance, ["corpus_plan"]).success
+
+    result = materialize(instance, ["page_ocr", "book_courses"],
+                         tags={RANGE_START: "CA:Good:1900", RANGE_END: "NY:Bad:1900"})
+    assert not result.success
+    [failure] = [e for e in result.all_events if e.is_step_failure]
+    message = failure.step_failure_data.user_failure_data.description
+    assert "NY:Bad:1900:1" in message and "1 page(s) FATAL" in message and "1 page(s) BLOCKED" in message
+    assert set(materializations(instance, "page_ocr")) == {"CA:Good:1900"}  # what succeeded is reported
+    assert materializations(instance, "book_courses") == {}  # the run stopped at page_ocr
+    store = open_store(Corpus(root=root, config=root / "ocr_assets.yaml", books=[]).settings)
+    assert {r.key: r.status for r in store.records(book="NY:Bad:1900")} == {
+        "NY:Bad:1900:1": "FATAL_FAILURE", "NY:Bad:1900:2": "BLOCKED"}

@@ -1,0 +1,66 @@
+"""The command lines users run: `dagster asset materialize` on one book, and `ocr-assets demo`."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+
+from ocr_assets.pipeline import open_store
+from ocr_assets.plan import build_plan
+from tests.defs.support import REPO_ROOT, Corpus, write_corpus
+
+BIN = Path(sys.executable).parent
+
+
+def run(args: list[str], env: dict[str, str], cwd: Path = REPO_ROOT) -> subprocess.CompletedProcess:
+    base = {k: v for k, v in os.environ.items() if k not in ("GEMINI_API_KEY", "BRAINTRUST_API_KEY")}
+    return subprocess.run(args, cwd=cwd, env={**base, **env}, capture_output=True, text=True, timeout=300)
+
+
+def test_dagster_asset_materialize_drives_one_book_partition(corpus: Corpus, dagster_home: Path) -> None:
+    settings = corpus.settings
+    store = open_store(settings)
+    build_plan(store, settings.paths.images_root, settings.paths.allow_list_root)
+    book = "CA:Lincoln High:1901"
+    with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
+        instance.add_dynamic_partitions("books", [book])
+
+    done = run([str(BIN / "dagster"), "asset", "materialize", "-m", "ocr_assets.definitions",
+                "--select", "page_ocr", "--partition", book],
+               {"DAGSTER_HOME": str(dagster_home), "OCR_ASSETS_CONFIG": str(corpus.config)})
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+    with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
+        assert instance.get_materialized_partitions(dg.AssetKey("page_ocr")) == {book}
+        [run_record] = instance.get_runs()
+        assert run_record.status == dg.DagsterRunStatus.SUCCESS and run_record.tags["dagster/partition"] == book
+    assert {r.status for r in store.records(book=book)} == {"SUCCESS"}
+    assert {r.status for r in store.records(book="NY:Adams Academy:1902")} == {"PENDING"}  # other book untouched
+
+
+def test_ocr_assets_demo_runs_the_pipeline_through_dagster_and_says_where_to_look(tmp_path: Path) -> None:
+    corpus = tmp_path / "sample"
+    write_corpus(corpus, {"MA:Quincy:1903": {1: ["PHYSICS", "1. Mechanics. Motion and force."],
+                                             2: ["CHEMISTRY", "1. General Chemistry. The elements."]}})
+    home = tmp_path / "dagster_home"
+    done = run([str(BIN / "ocr-assets"), "demo", "--corpus", str(corpus), "--dagster-home", str(home)],
+               {"COLUMNS": "200"}, cwd=tmp_path)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    out = done.stdout
+    assert "2 courses" in out and "Mechanics" in out
+    assert f"DAGSTER_HOME={home}" in out and "dagster dev" in out and "/assets/page_ocr" in out
+
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        assert instance.get_dynamic_partitions("books") == ["MA:Quincy:1903"]
+        for asset in ("page_ocr", "book_courses"):
+            assert instance.get_materialized_partitions(dg.AssetKey(asset)) == {"MA:Quincy:1903"}
+        assert instance.get_latest_materialization_event(dg.AssetKey("courses")) is not None
+        assert len(instance.get_runs()) == 3  # plan, the books, the corpus table
+    con = duckdb.connect(str(tmp_path / "data" / "output" / "courses.duckdb"), read_only=True)
+    try:
+        assert con.execute("SELECT count(*) FROM courses").fetchall()[0][0] == 2
+    finally:
+        con.close()

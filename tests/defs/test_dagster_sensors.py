@@ -1,0 +1,141 @@
+"""Sensors evaluated against a real temp instance, the way the daemon ticks them (twice, too)."""
+
+import shutil
+import time
+
+import dagster as dg
+import pytest
+
+from ocr_assets.definitions import defs
+from ocr_assets.defs.sensors import batch_poll_sensor, batch_submit_sensor, book_discovery_sensor
+from ocr_assets.engines.emulator.testing import gemini_emulator  # noqa: F401 - pytest fixture
+from ocr_assets.pipeline import open_store
+from ocr_assets.plan import build_plan
+from ocr_assets.store import BatchState, ClaimItem, RecordStatus
+from tests.defs.support import PAGES, Corpus, launch, tick, write_corpus, write_settings
+
+
+def apply_partition_requests(instance: dg.DagsterInstance, result) -> None:
+    """What the daemon does with a tick's dynamic partition requests."""
+    for request in result.dynamic_partitions_requests:
+        instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
+
+
+def test_discovery_adds_every_planned_book_once_and_never_removes_one(corpus: Corpus, instance) -> None:
+    first = tick(book_discovery_sensor, instance)
+    assert isinstance(first, dg.SensorResult)
+    [request] = first.dynamic_partitions_requests
+    assert isinstance(request, dg.AddDynamicPartitionsRequest) and request.partitions_def_name == "books"
+    assert sorted(request.partition_keys) == corpus.books
+    apply_partition_requests(instance, first)
+
+    again = tick(book_discovery_sensor, instance)
+    assert isinstance(again, dg.SkipReason) and "no new books" in again.skip_message
+
+    # A new book appears and an old one vanishes from disk: add the new one, keep the old partition.
+    write_corpus(corpus.root, {"MA:Quincy:1903": {1: ["PHYSICS", "Mechanics. Motion and force."]}})
+    shutil.rmtree(corpus.root / "allow_list" / "CA")
+    third = tick(book_discovery_sensor, instance)
+    assert list(third.dynamic_partitions_requests[0].partition_keys) == ["MA:Quincy:1903"]
+    apply_partition_requests(instance, third)
+    assert sorted(instance.get_dynamic_partitions("books")) == sorted([*corpus.books, "MA:Quincy:1903"])
+    assert not any(isinstance(r, dg.DeleteDynamicPartitionsRequest)
+                   for r in third.dynamic_partitions_requests)
+
+
+def test_submit_sensor_skips_until_records_are_runnable(corpus: Corpus, instance) -> None:
+    result = tick(batch_submit_sensor, instance)
+    assert isinstance(result, dg.SkipReason) and result.skip_message == "no runnable records"
+
+
+def _plan(corpus: Corpus) -> None:
+    settings = corpus.settings
+    build_plan(open_store(settings), settings.paths.images_root, settings.paths.allow_list_root)
+
+
+def test_submit_sensor_requests_one_run_and_not_another_while_it_is_queued(corpus: Corpus, instance) -> None:
+    _plan(corpus)
+    request = tick(batch_submit_sensor, instance)
+    assert isinstance(request, dg.RunRequest)
+    job = defs.resolve_job_def("submit_batches_job")
+    queued = instance.create_run_for_job(job, status=dg.DagsterRunStatus.NOT_STARTED,
+                                         tags={**request.tags, "dagster/sensor_name": "batch_submit_sensor"})
+    second = tick(batch_submit_sensor, instance)
+    assert isinstance(second, dg.SkipReason) and queued.run_id in second.skip_message
+    instance.report_run_canceled(queued)
+    assert isinstance(tick(batch_submit_sensor, instance), dg.RunRequest)
+
+
+def test_submit_sensor_waits_while_every_batch_slot_is_busy(tmp_path, instance, monkeypatch) -> None:
+    root = tmp_path / "c"
+    write_corpus(root, PAGES)
+    monkeypatch.setenv("OCR_ASSETS_CONFIG", str(write_settings(root, execution={"max_concurrent_batches": 1})))
+    corpus = Corpus(root=root, config=root / "ocr_assets.yaml", books=sorted(PAGES))
+    _plan(corpus)
+    store = open_store(corpus.settings)
+    key = store.runnable(1)[0].key
+    store.claim("b-1", [ClaimItem(key=key, batch_index=0, prompt_name="page_ocr", prompt_version="v1.1",
+                                  prompt_vars_hash="h")], engine="gemini-batch", model="m", state=BatchState.PENDING)
+    result = tick(batch_submit_sensor, instance)
+    assert isinstance(result, dg.SkipReason) and "batch slots are busy" in result.skip_message
+    store.set_batch_state("b-1", BatchState.SUCCEEDED)
+    assert isinstance(tick(batch_submit_sensor, instance), dg.RunRequest)
+
+
+@pytest.fixture(autouse=True)
+def _quiet_gemini(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("GEMINI_API_KEY", raising=False)
+
+
+# -- the Gemini batch loop driven by the two sensors, against the emulator -------------------------
+
+
+def latest_partitions(instance: dg.DagsterInstance, asset: str) -> set[str]:
+    return set(instance.get_materialized_partitions(dg.AssetKey(asset)))
+
+
+def test_submit_and_poll_sensors_drive_every_book_through_gemini_batches_without_duplicates(
+    corpus: Corpus, instance, gemini_emulator, monkeypatch  # noqa: F811
+) -> None:
+    emulator = gemini_emulator(batch_latency_s=0.2)
+    monkeypatch.setenv("OCR_ASSETS_GEMINI__BASE_URL", emulator.url)
+    monkeypatch.setenv("OCR_ASSETS_ENGINE", "gemini-batch")
+    _plan(corpus)  # planned, but no partition added yet: the ingest runs must add them
+    assert instance.get_dynamic_partitions("books") == []
+    store = open_store(corpus.settings)
+    ingest_keys: list[str] = []
+    for _ in range(6):  # waves: page 1s and page 4 first, then the page 2s they unlock
+        submit = tick(batch_submit_sensor, instance)
+        if isinstance(submit, dg.RunRequest):
+            launch(instance, batch_submit_sensor, submit)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and any(b.engine == "gemini-batch" for b in store.active_batches()):
+            first = tick(batch_poll_sensor, instance)
+            if isinstance(first, dg.SensorResult):
+                break
+            time.sleep(0.2)
+        else:
+            first = tick(batch_poll_sensor, instance)
+        if isinstance(first, dg.SkipReason):
+            assert store.unfinished_count() == 0, first.skip_message
+            break
+        second = tick(batch_poll_sensor, instance)  # a second tick before the ingest runs start
+        assert [r.run_key for r in second.run_requests] == [r.run_key for r in first.run_requests]
+        for request in first.run_requests + second.run_requests:
+            assert request.run_key.startswith("ingest:batches/")
+            batch = store.get_batch(request.tags["ocr_assets/batch_id"])
+            assert request.run_key == f"ingest:{batch.remote_name}"
+            if launch(instance, batch_poll_sensor, request) is not None:
+                ingest_keys.append(request.run_key)
+                assert request.tags["ocr_assets/books"]
+        assert isinstance(tick(batch_poll_sensor, instance), dg.SkipReason)  # ingested: nothing left to launch
+    assert store.unfinished_count() == 0
+    assert {r.status for r in store.records()} == {RecordStatus.SUCCESS}
+    assert len(ingest_keys) == len(set(ingest_keys)) >= 2
+    ingest_runs = instance.get_runs(dg.RunsFilter(job_name="ingest_batch_job"))
+    assert len(ingest_runs) == len(ingest_keys)  # one run per finished batch, never two
+    # Each record went into exactly one batch per attempt, and no SUCCESS record was sent again.
+    sent = store.query("SELECT key, count(*) AS n FROM batch_records GROUP BY key")
+    assert {row["key"]: row["n"] for row in sent} == {r.key: 1 for r in store.records()}
+    assert sorted(instance.get_dynamic_partitions("books")) == corpus.books  # added by the ingest runs
+    assert latest_partitions(instance, "page_ocr") == latest_partitions(instance, "book_courses") == set(corpus.books)
