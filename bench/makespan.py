@@ -1,0 +1,192 @@
+"""Makespan of a chained corpus through Gemini Batch (emulator), per context source, and cost per page.
+
+Plans `--pages` pages over `--books` books whose page chains vary in length up to `--longest` (tiny
+blank JPEGs), then runs `run_batches` against a local emulator whose batches take `--latency` s, with
+`--batches` concurrent batch slots and the instant echo answerer. With `upstream_output` context a
+page waits for its upstream's answer, so the makespan is bounded below by one batch latency per chain
+step; the target (issue 9) is makespan ≤ 1.3 × (longest chain × latency) + 10 s. With `local_ocr`
+context (a local OCR pass over the upstream image) every page is runnable at once, so the makespan is
+about one latency per wave of `batches × batch_size_limit` records, whatever the chain length.
+
+The cost section (issue 4) runs `--cost-pages` single-page books through gemini-batch,
+gemini-realtime and gemini-batch with a context cache, and reads cost per page from the cost ledger:
+batch should be 50% of real-time for the same token counts, and less again with caching.
+
+    python bench/makespan.py [--context both|upstream_output|local_ocr] [--pages 2000 --books 100 --longest 40]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench._results import record  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+CONTEXTS = ("upstream_output", "local_ocr")
+SLACK = 1.3  # the bound: SLACK × (longest chain × latency) + FIXED_S
+FIXED_S = 10.0
+
+
+def tiny_jpeg() -> bytes:
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (8, 8), "white").save(buf, format="JPEG")
+    return buf.getvalue()
+
+
+def chain_lengths(books: int, pages: int, longest: int) -> list[int]:
+    """`books` chain lengths in [1, longest] summing to `pages`, spread evenly (one chain of `longest`)."""
+    if not books <= pages <= books * longest:
+        raise ValueError(f"{pages} pages do not fit {books} books of 1..{longest} pages")
+    # An even ramp from 1 to `longest`, then trimmed or padded (never touching the longest chain)
+    # until the total is right: deterministic, and every length from short to long is present.
+    lengths = [1 + round((longest - 1) * i / max(1, books - 1)) for i in range(books)]
+    i = 0
+    while (excess := sum(lengths) - pages) != 0:
+        j = i % (books - 1)  # the last book keeps the longest chain
+        step = 1 if excess < 0 else -1
+        if 1 <= lengths[j] + step <= longest:
+            lengths[j] += step
+        i += 1
+    return lengths
+
+
+def write_corpus(root: Path, lengths: list[int]) -> None:
+    """One book per chain: pages 1..n, all allow-listed, so each book is one chain of n pages."""
+    data = tiny_jpeg()
+    for number, length in enumerate(lengths):
+        rel = Path(f"S{number % 10}") / f"school{number // 10}" / str(1900 + number)
+        for kind in ("images", "allow_list"):
+            (root / kind / rel).mkdir(parents=True, exist_ok=True)
+        for page in range(1, length + 1):
+            (root / "images" / rel / f"{page}.jpg").write_bytes(data)
+            (root / "allow_list" / rel / f"{page}.json").write_text('{"label": "curricular"}')
+
+
+def write_settings(root: Path, base_url: str, *, engine: str = "gemini-batch", max_batches: int = 10,
+                   context: str = "upstream_output", cached_content: str | None = None) -> Path:
+    data = {
+        "engine": engine,
+        "paths": {"images_root": str(root / "images"), "allow_list_root": str(root / "allow_list"),
+                  "output_root": str(root / "output"), "database": str(root / "state" / "store.duckdb"),
+                  "ground_truth_root": None},
+        "prompt": {"registry_dir": str(REPO / "prompts")},
+        "execution": {"max_concurrent_batches": max_batches, "realtime_concurrency": 4},
+        "gemini": {"base_url": base_url, "context_source": context, "cached_content": cached_content,
+                   "retry_initial_wait_s": 0.1, "retry_max_wait_s": 1.0, "hold_backoff_s": 0.5},
+    }
+    path = root / "ocr_assets.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def run_makespan(root: Path, lengths: list[int], context: str, args: argparse.Namespace) -> dict[str, object]:
+    """Plan the corpus, run every record to terminal against a fresh emulator; the figures of the run."""
+    from ocr_assets.engines.emulator import EmulatorConfig, EmulatorServer, make_answerer
+    from ocr_assets.engines.factory import make_batch_client
+    from ocr_assets.engines.gemini.runner import ENGINE, RunProgress, run_batches
+    from ocr_assets.pipeline import Pipeline
+    from ocr_assets.plan import build_plan
+    from ocr_assets.settings import load_settings
+
+    shutil.rmtree(root, ignore_errors=True)
+    write_corpus(root, lengths)
+    emulator = EmulatorServer(EmulatorConfig(batch_latency_s=args.latency, inline_wait_s=0.5),
+                              answerer=make_answerer("echo")).start()
+    try:
+        settings = load_settings(write_settings(root, emulator.url, max_batches=args.batches, context=context))
+        pipeline = Pipeline(settings)
+        build_plan(pipeline.store, settings.paths.images_root, settings.paths.allow_list_root)
+        client = make_batch_client(pipeline)
+        waves: list[float] = []  # elapsed time of each tick that created at least one batch
+        seen = [0]
+
+        def on_tick(progress: RunProgress) -> None:
+            if progress.submitted_batches > seen[0]:
+                waves.append(progress.elapsed_s)
+                seen[0] = progress.submitted_batches
+
+        summary = run_batches(pipeline, client, poll_interval=args.poll, on_tick=on_tick,
+                              timeout_s=args.timeout)
+        counts = pipeline.store.status_counts()
+        sizes = [b.record_count for b in pipeline.store.batches() if b.engine == ENGINE]
+    finally:
+        emulator.stop()
+    return {
+        "makespan_s": summary.elapsed_s, "stopped": summary.stopped, "waves": len(waves),
+        "batches": len(sizes), "records_per_batch": sum(sizes) / max(1, len(sizes)),
+        "statuses": ", ".join(f"{k} {v:,}" for k, v in sorted(counts.items())),
+    }
+
+
+def cost_per_page(root: Path, pages: int) -> dict[str, object]:
+    raise NotImplementedError
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--pages", type=int, default=2000)
+    parser.add_argument("--books", type=int, default=100)
+    parser.add_argument("--longest", type=int, default=40, help="longest chain (pages)")
+    parser.add_argument("--latency", type=float, default=1.0, help="emulator batch latency (s)")
+    parser.add_argument("--batches", type=int, default=10, help="max concurrent batches")
+    parser.add_argument("--poll", type=float, default=0.2, help="run_batches poll interval (s)")
+    parser.add_argument("--context", choices=("both", *CONTEXTS), default="both")
+    parser.add_argument("--cost-pages", type=int, default=20, help="pages of the cost section (0 skips it)")
+    parser.add_argument("--timeout", type=float, default=600.0)
+    parser.add_argument("--workdir", type=Path, default=Path("/tmp/ocr_assets_makespan"))
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    os.environ.pop("GEMINI_API_KEY", None)  # the loopback emulator needs none; never send a real one
+
+    lengths = chain_lengths(args.books, args.pages, args.longest)
+    longest = max(lengths)
+    ideal = longest * args.latency
+    bound = SLACK * ideal + FIXED_S
+    figures: dict[str, object] = {
+        "corpus": f"{args.pages:,} pages over {args.books} books, chains {min(lengths)}–{longest} "
+                  f"(mean {args.pages / args.books:.1f})",
+        "emulator": f"batch latency {args.latency:g} s, {args.batches} concurrent batches, echo answerer, "
+                    f"poll every {args.poll:g} s",
+        "bound (upstream_output)": f"{SLACK:g} × ({longest} × {args.latency:g} s) + {FIXED_S:g} s = {bound:.1f} s",
+    }
+    contexts = CONTEXTS if args.context == "both" else (args.context,)
+    failed = []
+    for context in contexts:
+        run = run_makespan(args.workdir / context, lengths, context, args)
+        per_wave = run["makespan_s"] / max(1, run["waves"])
+        line = (f"{run['makespan_s']:.1f} s in {run['waves']} waves ({per_wave:.2f} s/wave); "
+                f"{run['batches']} batches, {run['records_per_batch']:.1f} records/batch; {run['statuses']}")
+        if run["stopped"] != "done":
+            line += f"; STOPPED: {run['stopped']}"
+            failed.append(context)
+        if context == "upstream_output":
+            verdict = "met" if run["makespan_s"] <= bound and run["stopped"] == "done" else "NOT met"
+            line += f" — {verdict} (≤ {bound:.1f} s)"
+        figures[f"makespan, {context} context"] = line
+        print(f"- makespan, {context} context: {line}", flush=True)
+    if args.cost_pages > 0:
+        figures.update(cost_per_page(args.workdir / "cost", args.cost_pages))
+    shutil.rmtree(args.workdir, ignore_errors=True)
+    record(f"makespan: {args.pages:,} pages, chains ≤ {longest}, batch latency {args.latency:g} s",
+           figures, notes="makespan = run_batches wall time from its first tick to every record terminal; "
+                          "a wave = a tick that created at least one batch")
+    if failed:
+        raise SystemExit(f"runs did not finish: {', '.join(failed)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,136 @@
+"""`ocr-assets run / submit / batch-status / batch-fetch / batch-cancel / batches` against the emulator."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from ocr_assets.cli import app, common
+from ocr_assets.engines.emulator.testing import gemini_emulator  # noqa: F401 - pytest fixture
+from ocr_assets.pipeline import Pipeline
+from ocr_assets.settings import load_settings
+from ocr_assets.store import BatchState, RecordStatus
+from tests.fixtures.corpus import REPO_ROOT, write_book
+
+SENTINEL = "AIzaSENTINEL-cli-do-not-leak-0123456789abcdef"
+BOOKS = {"ny:alpha:1900": [1, 2, 3], "ca:beta:1910": [1, 2]}
+runner = CliRunner()
+
+
+@pytest.fixture(autouse=True)
+def _wide_console(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(common.console, "width", 250)
+    monkeypatch.setattr(common.err_console, "width", 250)
+
+
+@pytest.fixture()
+def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, gemini_emulator):
+    server = gemini_emulator(batch_latency_s=0.3)
+    for book, pages in BOOKS.items():
+        write_book(tmp_path, book, images=pages, allow=pages)
+    config = tmp_path / "ocr_assets.yaml"
+    config.write_text(yaml.safe_dump({
+        "engine": "local",
+        "paths": {"images_root": "images", "allow_list_root": "allow_list", "output_root": "output",
+                  "database": "state/store.duckdb"},
+        "prompt": {"registry_dir": str(REPO_ROOT / "prompts")},
+        "execution": {"poll_interval_seconds": 0.1, "max_attempts": 2},
+        "gemini": {"base_url": server.url, "retry_initial_wait_s": 0, "retry_max_wait_s": 0},
+    }))
+    monkeypatch.setenv("GEMINI_API_KEY", SENTINEL)
+
+    def invoke(*args: str):
+        result = runner.invoke(app, [*args, "--config", str(config)])
+        assert SENTINEL not in result.output
+        return result
+
+    return invoke, Pipeline(load_settings(config)), server
+
+
+def _wait_done(server, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        batches = server.state.batches.summaries()
+        if batches and all(b["state"].endswith("SUCCEEDED") for b in batches):
+            return
+        time.sleep(0.05)
+    raise AssertionError("the emulator's batches did not finish")
+
+
+def test_submit_prints_only_the_batch_id_and_claims_the_records(cli):
+    invoke, pipeline, _ = cli
+    result = invoke("submit", "--batch", "--limit", "1")
+    assert result.exit_code == 0, result.output
+    batch_id = result.stdout.strip()
+    batch = pipeline.store.get_batch(batch_id)
+    assert batch is not None and batch.state == BatchState.PENDING and batch.record_count == 1
+    assert batch.remote_name.startswith("batches/")
+    running = pipeline.store.records(status=RecordStatus.RUNNING)
+    assert [r.batch_id for r in running] == [batch_id]
+    assert "1 records in 1 new batch" in result.stderr
+
+
+def test_status_then_fetch_ingests_once_and_replays_identically_from_the_archive(cli):
+    invoke, pipeline, server = cli
+    batch_id = invoke("submit", "--batch").stdout.strip()
+    status = invoke("batch-status", batch_id)
+    assert status.exit_code == 0 and batch_id in status.output
+    _wait_done(server)
+    fetched = invoke("batch-fetch", batch_id)
+    assert fetched.exit_code == 0, fetched.output
+    heads = {"ny:alpha:1900:1", "ca:beta:1910:1"}
+    assert {r.key for r in pipeline.store.records(status=RecordStatus.SUCCESS)} == heads
+    assert "2/2 parsed" in fetched.output
+    outputs = {p: p.read_bytes() for p in Path(pipeline.settings.paths.output_root).rglob("*.json")}
+    assert len(outputs) == 2
+    attempts = {r.key: r.attempts for r in pipeline.store.records()}
+
+    again = invoke("batch-fetch", batch_id)
+    replay = invoke("batch-fetch", batch_id, "--from-archive")
+    assert again.exit_code == 0 and replay.exit_code == 0
+    assert "nothing changed" in again.output and "nothing changed" in replay.output
+    assert {r.key: r.attempts for r in pipeline.store.records()} == attempts
+    assert {p: p.read_bytes() for p in Path(pipeline.settings.paths.output_root).rglob("*.json")} == outputs
+    assert "INGESTED" in invoke("batch-status", batch_id, "--no-refresh").output
+
+
+def test_cancel_returns_the_records_to_retryable(cli):
+    invoke, pipeline, _ = cli
+    batch_id = invoke("submit", "--batch").stdout.strip()
+    result = invoke("batch-cancel", batch_id)
+    assert result.exit_code == 0, result.output
+    assert "2 records back to retryable" in result.output
+    assert pipeline.store.get_batch(batch_id).state == BatchState.CANCELLED
+    members = {key for key, _, _ in pipeline.store.batch_members(batch_id)}
+    assert len(members) == 2
+    assert {r.status for r in pipeline.store.get_many(list(members)).values()} == {RecordStatus.RETRYABLE_FAILURE}
+    again = invoke("batch-cancel", batch_id)
+    assert again.exit_code == 1 and "only active batches" in again.output
+
+
+def test_run_batch_drives_every_record_to_success_in_chain_order(cli):
+    invoke, pipeline, server = cli
+    result = invoke("run", "--batch")
+    assert result.exit_code == 0, result.output
+    records = pipeline.store.records()
+    assert len(records) == 5 and {r.status for r in records} == {RecordStatus.SUCCESS}
+    # No page is ever sent twice.
+    sent = [entry.key for entry in server.state.request_log]
+    assert sorted(sent) == sorted(r.key for r in records)
+    assert invoke("run", "--batch").output.strip().endswith("every selected record is terminal")
+    listed = invoke("batches")
+    assert listed.exit_code == 0 and listed.output.count("INGESTED") == len(server.state.batches.summaries())
+
+
+def test_unknown_batch_and_missing_key_are_one_clear_line(cli, monkeypatch):
+    invoke, _, _ = cli
+    missing = invoke("batch-status", "gb-nope")
+    assert missing.exit_code == 1 and "no batch gb-nope" in missing.output
+    monkeypatch.delenv("GEMINI_API_KEY")
+    monkeypatch.setenv("OCR_ASSETS_GEMINI__BASE_URL", "https://generativelanguage.googleapis.com")
+    nokey = invoke("submit", "--batch")
+    assert nokey.exit_code == 1 and "GEMINI_API_KEY" in nokey.output and "Traceback" not in nokey.output
