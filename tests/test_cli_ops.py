@@ -74,7 +74,7 @@ def test_failures_prints_groups_with_counts_patterns_and_example_keys(cli) -> No
 def test_failures_export_writes_a_csv(cli, tmp_path: Path) -> None:
     invoke, _, _ = cli
     out = tmp_path / "f.csv"
-    result = invoke("failures-export", "--csv", str(out))
+    result = invoke("failures", "export", "--csv", str(out))
     assert result.exit_code == 0 and "wrote 4 failures" in result.output
     with out.open(newline="") as fh:
         assert len(list(csv.DictReader(fh))) == 4

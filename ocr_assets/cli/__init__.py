@@ -11,6 +11,8 @@ app = typer.Typer(
     help="OCR scanned course catalogs into validated JSON (plan, run, inspect, operate).",
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,  # locals could hold secrets
+    # Plain help text: rich/markdown modes turn "state:school:year" into an emoji.
+    rich_markup_mode=None,
 )
 
 # Each module adds its commands with `register(app)`; heavy imports stay inside the commands.

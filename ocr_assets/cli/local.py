@@ -31,7 +31,8 @@ from ocr_assets.prompts import PromptError
 from ocr_assets.settings import Settings
 from ocr_assets.store import RecordStatus
 
-local_app = typer.Typer(help="Run the local engine (RapidOCR on CPU, or a local VLM on GPU).", no_args_is_help=True)
+local_app = typer.Typer(help="Run the local engine (RapidOCR on CPU, or a local VLM on GPU).", no_args_is_help=True,
+                        rich_markup_mode=None)
 
 
 def register(app: typer.Typer) -> None:

@@ -20,13 +20,17 @@ from ocr_assets.cli.common import ConfigOption, console, err_console, friendly_e
 from ocr_assets.pipeline import open_store
 from ocr_assets.prompts import PromptError, PromptRegistry
 
-prompt_app = typer.Typer(help="Inspect prompts.", no_args_is_help=True)
+prompt_app = typer.Typer(help="Inspect prompts.", no_args_is_help=True, rich_markup_mode=None)
+# `ocr-assets failures` lists the groups; `ocr-assets failures export --csv F` writes them out.
+failures_app = typer.Typer(help="Failures grouped by class and message pattern; `export` writes a CSV.",
+                           rich_markup_mode=None)
 
 
 def register(app: typer.Typer) -> None:
     """Attach this module's commands to the root app."""
-    app.command("failures")(failures)
-    app.command("failures-export")(failures_export)
+    failures_app.callback(invoke_without_command=True)(failures)
+    failures_app.command("export")(failures_export)
+    app.add_typer(failures_app, name="failures")
     app.command("retry")(retry)
     app.command("reset")(reset)
     app.command("show")(show)
@@ -61,12 +65,15 @@ CurrentOption = Annotated[
 
 
 def failures(
+    ctx: typer.Context,
     config: ConfigOption = None,
     book: BookOption = None,
     current: CurrentOption = False,
     examples: Annotated[int, typer.Option(help="Example keys per group.")] = 3,
 ) -> None:
     """Failures grouped by error class, error type and message pattern, with counts and example keys."""
+    if ctx.invoked_subcommand is not None:
+        return
     settings = get_settings(config)
     groups = ops.failure_groups(open_store(settings), book=book, current_only=current, examples=examples)
     if not groups:
