@@ -42,6 +42,10 @@ class BookKey:
         parts = text.split(":")
         if len(parts) != 3 or not parts[2].isdigit():
             raise KeyFormatError(f"book key {text!r} is not 'state:school:year'")
+        # Keys become output paths: a key that did not come from a valid plan must not escape the root.
+        problem = check_name_part(parts[0], "state") or check_name_part(parts[1], "school")
+        if problem:
+            raise KeyFormatError(f"book key {text!r}: {problem}")
         return cls(parts[0], parts[1], int(parts[2]))
 
 

@@ -27,3 +27,9 @@ def test_name_parts_are_checked_with_a_reason(name: str, problem: str | None) ->
         assert reason is None
     else:
         assert reason is not None and problem in reason
+
+
+@pytest.mark.parametrize("key", ["ca:..:1900:1", "..:x:1900:2", "ca:a/b:1900:1", "ca::1900:1", "ca:.:1900:3"])
+def test_a_key_that_could_escape_the_output_root_is_rejected(key: str) -> None:
+    with pytest.raises(KeyFormatError):
+        RecordKey.parse(key)

@@ -8,7 +8,6 @@ from typing import Annotated
 import typer
 
 from ocr_assets.cli.common import console, err_console, table
-from ocr_assets.sample_corpus import DEFAULT_PAGE_SIZE, JPEG_QUALITY, generate_corpus
 
 
 def register(app: typer.Typer) -> None:
@@ -30,12 +29,16 @@ def sample_corpus(
     ] = False,
     no_degrade: Annotated[bool, typer.Option("--no-degrade", help="Clean white pages: no skew, texture or yellowing.")] = False,
     page_width: Annotated[
-        int, typer.Option(min=300, help="Page width in pixels (height is 1.4 × width).")
-    ] = DEFAULT_PAGE_SIZE[0],
-    quality: Annotated[int, typer.Option(min=1, max=95, help="JPEG quality.")] = JPEG_QUALITY,
+        int | None, typer.Option(min=300, help="Page width in pixels (height is 1.4 × width; default 1000).")
+    ] = None,
+    quality: Annotated[int | None, typer.Option(min=1, max=95, help="JPEG quality (default 60).")] = None,
     workers: Annotated[int, typer.Option(min=1, help="Processes rendering books in parallel.")] = 1,
 ) -> None:
     """Render a synthetic corpus of historical course-catalog pages, with allow-lists and ground truth."""
+    # Imported here: the renderer is a large module and every other command would pay for it.
+    from ocr_assets.sample_corpus import DEFAULT_PAGE_SIZE, JPEG_QUALITY, generate_corpus
+
+    page_width = page_width or DEFAULT_PAGE_SIZE[0]
     try:
         with console.status("rendering catalog pages…"):
             summary = generate_corpus(
@@ -48,7 +51,7 @@ def sample_corpus(
                 degrade=not no_degrade,
                 images="blank" if blank_images else "render",
                 page_size=(page_width, round(page_width * 1.4)),
-                jpeg_quality=quality,
+                jpeg_quality=quality or JPEG_QUALITY,
                 workers=workers,
             )
     except ValueError as exc:

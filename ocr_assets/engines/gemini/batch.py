@@ -185,7 +185,7 @@ def parse_results(
         position += 1
         try:
             obj: Any = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError):
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):  # deep nesting is hostile input too
             report.malformed_lines += 1
             continue
         key = obj.get("key") if isinstance(obj, dict) else None

@@ -1,0 +1,72 @@
+"""How long `ocr-assets submit --batch --limit 10` takes to print a batch id (target: ≤ 2 s).
+
+Starts the Gemini emulator in-process, plans the shipped sample corpus into a fresh store, then times
+the CLI as a user runs it (a new process each time: interpreter start, imports, settings, the claim
+transaction, JSONL upload and `batches.create`). Each repetition uses a fresh store, so every run
+submits the same ten records.
+
+    python bench/submit_latency.py [--repeat 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench._results import record  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+TARGET_S = 2.0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=5)
+    args = parser.parse_args()
+
+    from ocr_assets.engines.emulator import EmulatorConfig, EmulatorServer
+    from ocr_assets.engines.emulator.answers import EchoAnswerer
+
+    cli = Path(sys.executable).with_name("ocr-assets")
+    timings: list[float] = []
+    with EmulatorServer(EmulatorConfig(batch_latency_s=3600), answerer=EchoAnswerer()) as server, \
+            tempfile.TemporaryDirectory() as tmp:
+        for run in range(args.repeat):
+            root = Path(tmp) / f"run{run}"
+            root.mkdir()
+            config = root / "ocr_assets.yaml"
+            config.write_text(yaml.safe_dump({
+                "paths": {"images_root": str(REPO / "data/sample/images"),
+                          "allow_list_root": str(REPO / "data/sample/allow_list"),
+                          "output_root": str(root / "output"), "database": str(root / "state.duckdb")},
+                "prompt": {"registry_dir": str(REPO / "prompts")},
+                "gemini": {"base_url": server.url},
+            }))
+            env = {**os.environ, "OCR_ASSETS_CONFIG": str(config)}
+            subprocess.run([str(cli), "plan"], env=env, check=True, capture_output=True)
+            started = time.perf_counter()
+            done = subprocess.run([str(cli), "submit", "--batch", "--limit", "10", "--no-plan"], env=env,
+                                  check=True, capture_output=True, text=True)
+            timings.append(time.perf_counter() - started)
+            if not done.stdout.strip().startswith("gb-"):
+                raise SystemExit(f"no batch id printed: {done.stdout!r} {done.stderr!r}")
+    record("submit latency: `ocr-assets submit --batch --limit 10` against the emulator", {
+        "repetitions": args.repeat,
+        "median seconds to batch id": f"{statistics.median(timings):.2f}",
+        "max seconds": f"{max(timings):.2f}",
+        "target": f"≤ {TARGET_S:.0f} s ({'met' if statistics.median(timings) <= TARGET_S else 'MISSED'})",
+    })
+
+
+if __name__ == "__main__":
+    main()
