@@ -1,12 +1,14 @@
 """Jobs: one per engine mode over page_ocr + book_courses, plus the batch submit and ingest jobs."""
 
+import json
 from collections.abc import Sequence
 
 import dagster as dg
 
-from ocr_assets.defs.assets import book_courses, book_courses_metadata, page_metadata, page_ocr
+from ocr_assets.defs.assets import book_courses, book_courses_metadata, page_metadata, page_ocr, table
 from ocr_assets.defs.partitions import add_missing_books, books
 from ocr_assets.defs.resources import GeminiResource, RecordStoreResource, SettingsResource, TrackerResource, make_pipeline
+from ocr_assets.operations import batch_records_table
 from ocr_assets.reports import book_reports, build_book_courses, ingest_finished_batch, submit_batches
 from ocr_assets.settings import Settings
 from ocr_assets.store import RecordStore
@@ -14,6 +16,8 @@ from ocr_assets.store import RecordStore
 ENGINE_TAG = "ocr_assets/engine"
 BATCH_TAG = "ocr_assets/batch_id"
 BOOKS_TAG = "ocr_assets/books"
+BATCH_RECORD_COLUMNS = ("key", "status", "error", "attempt")
+INTEGRITY_COUNTS = ("submitted", "parsed", "missing_count", "duplicate_count", "unknown_count", "malformed_lines")
 
 
 def _ocr_job(name: str, engine: str, description: str, **kwargs):
@@ -77,7 +81,22 @@ def ingest_batch_op(
     touched = ingest_finished_batch(pipeline, config.batch_id, lambda: gemini.batch_client(pipeline))  # idempotent
     report_books(context, pipeline.store, run_settings, touched)
     return dg.Output(touched, metadata={"batch_id": config.batch_id, "books": len(touched),
-                                        "book_keys": ", ".join(touched)})
+                                        "book_keys": ", ".join(touched),
+                                        **batch_metadata(context, pipeline.store, config.batch_id)})
+
+
+def batch_metadata(context: dg.OpExecutionContext, store: RecordStore, batch_id: str) -> dict[str, object]:
+    """The batch's per-record table and integrity counts; a low result fraction is logged as a warning."""
+    rows = batch_records_table(store, batch_id)
+    metadata: dict[str, object] = {"records": table(rows[:500], BATCH_RECORD_COLUMNS),
+                                   "rows_shown": f"{min(len(rows), 500)} of {len(rows)}"}
+    batch = store.get_batch(batch_id)
+    integrity = (json.loads(batch.detail) if batch and batch.detail else {}).get("integrity") or {}
+    metadata.update({f"integrity_{name}": integrity[name] for name in INTEGRITY_COUNTS if name in integrity})
+    if integrity.get("alert"):
+        context.log.warning(f"ALERT {integrity['alert']}")
+        metadata["ALERT"] = integrity["alert"]
+    return metadata
 
 
 @dg.job(tags={ENGINE_TAG: "gemini-batch"})

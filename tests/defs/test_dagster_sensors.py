@@ -7,6 +7,7 @@ import dagster as dg
 import pytest
 
 from ocr_assets.definitions import defs
+from ocr_assets.defs.jobs import batch_metadata
 from ocr_assets.defs.sensors import batch_poll_sensor, batch_submit_sensor, book_discovery_sensor
 from ocr_assets.engines.emulator.testing import gemini_emulator  # noqa: F401 - pytest fixture
 from ocr_assets.pipeline import open_store
@@ -139,3 +140,28 @@ def test_submit_and_poll_sensors_drive_every_book_through_gemini_batches_without
     assert {row["key"]: row["n"] for row in sent} == {r.key: 1 for r in store.records()}
     assert sorted(instance.get_dynamic_partitions("books")) == corpus.books  # added by the ingest runs
     assert latest_partitions(instance, "page_ocr") == latest_partitions(instance, "book_courses") == set(corpus.books)
+    # Each ingest run carries its batch's per-record table and integrity counts.
+    for run in ingest_runs:
+        batch = store.get_batch(run.tags["ocr_assets/batch_id"])
+        outputs = instance.all_logs(run.run_id, of_type=dg.DagsterEventType.STEP_OUTPUT)
+        metadata = outputs[0].dagster_event.step_output_data.metadata
+        rows = metadata["records"].value.records
+        assert sorted(r.data["key"] for r in rows) == sorted(k for k, _, _ in store.batch_members(batch.batch_id))
+        assert {r.data["status"] for r in rows} == {"SUCCESS"}
+        assert metadata["integrity_parsed"].value == metadata["integrity_submitted"].value == batch.record_count
+        assert "ALERT" not in metadata
+
+
+def test_a_batch_with_too_few_results_raises_an_alert_in_the_ingest_metadata(corpus: Corpus) -> None:
+    store = open_store(corpus.settings)
+    _plan(corpus)
+    head = store.runnable(1)[0]
+    store.claim("gb-alert", [ClaimItem(key=head.key, batch_index=0, prompt_name="page_ocr",
+                                                prompt_version="v1.1", prompt_vars_hash="h")], engine="gemini-batch", model="m")
+    alert = "batch gb-alert: only 0/1 records have a result line"
+    store.set_batch_state("gb-alert", BatchState.INGESTED, detail={"integrity": {
+        "submitted": 1, "parsed": 0, "missing_count": 1, "alert": alert}})
+    metadata = batch_metadata(dg.build_op_context(), store, "gb-alert")
+    assert metadata["ALERT"] == alert
+    assert (metadata["integrity_submitted"], metadata["integrity_missing_count"]) == (1, 1)
+    assert [r.data["key"] for r in metadata["records"].records] == [head.key]
