@@ -95,7 +95,6 @@ class GeminiSettings(_Section):
     # Empty = Google's endpoint (or $GOOGLE_GEMINI_BASE_URL); the emulator sets e.g. http://127.0.0.1:8765.
     base_url: str | None = None
     api_version: str = "v1beta"
-    use_context_cache: bool = False
     # An explicit context cache (`cachedContents/...`) every request names; priced as the API bills it.
     cached_content: str | None = None
     upload_concurrency: int = Field(8, ge=1, le=64)

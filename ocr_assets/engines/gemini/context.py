@@ -2,8 +2,9 @@
 
 `context_source: local_ocr` — a fast local OCR pass over the upstream page's image supplies the
 "previous page" context (text tail + last courses), so no page waits for its upstream and a whole
-book fits in one batch instead of one batch per chain step. The pass is cached on disk per upstream
-image, so rebuilding a batch's prompts at ingest gives the same text the batch was sent with.
+book fits in one batch instead of one batch per chain step. The pass is cached on disk per image
+content (and local engine), so rebuilding a batch's prompts at ingest gives the same text the batch
+was sent with, and a scan that appears more than once (blank versos, re-planned books) is read once.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import hashlib
 import json
 import logging
 import os
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -27,6 +29,9 @@ log = logging.getLogger(__name__)
 
 LOCAL_OCR = "local_ocr"
 UPSTREAM_OUTPUT = "upstream_output"
+# Content digests remembered per (path, size, mtime): ingest rebuilds hash a batch's upstream images
+# again otherwise. Bounded, so a million-page run does not keep a million entries.
+DIGEST_MEMO_SIZE = 100_000
 
 
 class ContextUnavailable(RuntimeError):
@@ -44,7 +49,7 @@ class ContextProvider(Protocol):
 
 
 class LocalOcrContext:
-    """Context from a local OCR engine run on each upstream page image, cached per image."""
+    """Context from a local OCR engine run on each upstream page image, cached per image content."""
 
     source = LOCAL_OCR
 
@@ -57,6 +62,7 @@ class LocalOcrContext:
         self._recognise = recognise
         self.cache_dir = Path(cache_dir) if cache_dir else Path(settings.paths.database).parent / "local_context"
         self.problems: dict[str, str] = {}
+        self._digests: OrderedDict[tuple[str, int, int], str] = OrderedDict()
 
     def _get_engine(self) -> SyncEngine:
         if self._engine is None:
@@ -71,55 +77,75 @@ class LocalOcrContext:
                                           batch_size=local.batch_size, model_dir=local.model_dir)
         return self._engine
 
-    @staticmethod
-    def _cache_name(key: str, image_path: str) -> str:
+    def _cache_name(self, image_path: str) -> str | None:
+        """The cache file of an image: a digest of its bytes and the local engine (None: unreadable).
+
+        The context depends only on the pixels (the pass runs without page number or previous
+        context), so the record key and path stay out of the name.
+        """
         try:
             stat = os.stat(image_path)
-            stamp = f"{stat.st_size}:{stat.st_mtime_ns}"
         except OSError:
-            stamp = "missing"
-        return hashlib.sha256(f"{key}|{image_path}|{stamp}".encode()).hexdigest()[:32] + ".json"
+            return None
+        stamp = (image_path, stat.st_size, stat.st_mtime_ns)
+        digest = self._digests.get(stamp)
+        if digest is None:
+            try:
+                with open(image_path, "rb") as fh:
+                    digest = hashlib.file_digest(fh, "sha256").hexdigest()
+            except OSError:
+                return None
+            self._digests[stamp] = digest
+            if len(self._digests) > DIGEST_MEMO_SIZE:
+                self._digests.popitem(last=False)
+        engine = self.settings.local.engine
+        return hashlib.sha256(f"{engine}|{digest}".encode()).hexdigest()[:32] + ".json"
 
     def contexts(self, records: Sequence[RecordRow]) -> dict[str, dict[str, Any] | None]:
         self.problems = {}
         upstream_keys = sorted({r.upstream_key for r in records if r.upstream_key})
         upstreams = self.store.get_many(upstream_keys)
         found: dict[str, dict[str, Any] | None] = {}
-        todo: list[RecordRow] = []
+        # cache name (or the key, for an unreadable image) → upstream rows sharing that image content:
+        # each distinct image is recognised once.
+        todo: dict[str, list[RecordRow]] = {}
         for key in upstream_keys:
             row = upstreams.get(key)
             if row is None:
                 self.problems[key] = f"upstream record {key} is not in the store"
                 continue
-            path = self.cache_dir / self._cache_name(key, row.image_path)
-            if path.exists():
+            name = self._cache_name(row.image_path)
+            if name is not None and (self.cache_dir / name).exists():
                 try:
-                    found[key] = json.loads(path.read_text(encoding="utf-8"))
+                    found[key] = json.loads((self.cache_dir / name).read_text(encoding="utf-8"))
                     continue
                 except ValueError:
                     pass
-            todo.append(row)
+            todo.setdefault(name or f"unreadable:{key}", []).append(row)
         if todo:
+            firsts = [rows[0] for rows in todo.values()]
             requests = [
                 PageRequest(key=row.key, book=row.book, page=row.page, image_path=Path(row.image_path), prompt="",
                             prompt_identity=PromptIdentity(name="local_context", version="1", vars_hash=""))
-                for row in todo
+                for row in firsts
             ]
             outcomes = self._recognise(requests) if self._recognise else self._get_engine().infer(requests)
             by_key = {o.key: o for o in outcomes}
-            for row in todo:
-                outcome = by_key.get(row.key)
+            for name, rows in todo.items():
+                outcome = by_key.get(rows[0].key)
                 if isinstance(outcome, PageSuccess):
                     context = upstream_context(outcome.result)
                 elif isinstance(outcome, OcrPageResult):
                     context = upstream_context(outcome)
                 else:
                     why = getattr(outcome, "message", None) or "no result"
-                    self.problems[row.key] = f"local OCR of upstream page {row.key} failed: {why}"
+                    for row in rows:
+                        self.problems[row.key] = f"local OCR of upstream page {row.key} failed: {why}"
                     continue
-                found[row.key] = context
-                atomic_write_text(self.cache_dir / self._cache_name(row.key, row.image_path),
-                                  json.dumps(context, sort_keys=True, ensure_ascii=False))
+                for row in rows:
+                    found[row.key] = context
+                if not name.startswith("unreadable:"):
+                    atomic_write_text(self.cache_dir / name, json.dumps(context, sort_keys=True, ensure_ascii=False))
         return {r.key: found.get(r.upstream_key) if r.upstream_key else None for r in records}
 
     def problem_for(self, record: RecordRow) -> str | None:

@@ -4,7 +4,8 @@ Record safety rules this module keeps:
 - A batch's records (key + within-batch index) are claimed in the store, in one transaction, as
   SUBMITTING *before* the remote create; the attempt is counted only once the create succeeded.
 - 429 on create → the batch is HELD (records stay claimed, no attempt counted) and retried with
-  backoff; while a hold is pending no new batch is created.
+  backoff, or at once when batches of ours finished since the refusal (their tokens are free
+  again); while a hold is pending no new batch is created.
 - A SUBMITTING batch left by a crash is looked up by display name (= our batch id): adopted if the
   job exists, else released without counting an attempt.
 - Ingest joins results by key, rebuilds each record's prompt from the store (deterministic), and
@@ -239,8 +240,13 @@ def _settle_now(pipeline: Pipeline, failures: Sequence[PageFailure], records: di
 # -- submit --------------------------------------------------------------------------------------
 
 
+def _enqueued(batches: Sequence[BatchRow]) -> int:
+    """Estimated tokens our batches hold in the remote queue (a held batch holds none)."""
+    return sum(b.estimated_tokens for b in batches if b.state != BatchState.HELD)
+
+
 def _hold(pipeline: Pipeline, batch: BatchRow | str, error: str, *, input_file: str | None,
-          spool: Path, now: datetime) -> None:
+          spool: Path, now: datetime, enqueued: int) -> None:
     store = pipeline.store
     row = store.get_batch(batch) if isinstance(batch, str) else batch
     detail = _detail(row) if row else {}
@@ -249,6 +255,7 @@ def _hold(pipeline: Pipeline, batch: BatchRow | str, error: str, *, input_file: 
     wait = min(g.hold_backoff_s * (2 ** (holds - 1)), g.hold_backoff_max_s)
     detail.update({
         "holds": holds, "next_try": (now + timedelta(seconds=wait)).isoformat(), "spool": str(spool),
+        "enqueued_at_hold": enqueued,
         "input_file": input_file or detail.get("input_file"),
         "input_uploaded_at": detail.get("input_uploaded_at") if not input_file else now.isoformat(),
     })
@@ -265,7 +272,7 @@ def _finish_submit(pipeline: Pipeline, batch: BatchRow | str, remote: str, *, in
         batch_id, detail = batch, {}
     else:
         batch_id, detail = batch.batch_id, _detail(batch)
-    for stale in ("next_try", "spool"):
+    for stale in ("next_try", "spool", "enqueued_at_hold"):
         detail.pop(stale, None)
     detail.update(extra)
     detail["input_file"] = input_file
@@ -281,7 +288,7 @@ def _fail_create(pipeline: Pipeline, batch_id: str, error: str) -> list[str]:
 
 
 def _retry_held(pipeline: Pipeline, client: GeminiBatchClient, batch: BatchRow, report: SubmitReport,
-                now: datetime) -> bool:
+                now: datetime, enqueued: int) -> bool:
     """Try a held batch again; True when it went through (or was settled), False when still held."""
     detail = _detail(batch)
     spool = Path(detail.get("spool") or _spool_path(client, batch.batch_id))
@@ -299,13 +306,13 @@ def _retry_held(pipeline: Pipeline, client: GeminiBatchClient, batch: BatchRow, 
         try:
             input_file = uploaded = client.upload_jsonl(spool.read_bytes(), batch.batch_id)
         except SubmitUncertain as exc:
-            _hold(pipeline, batch, str(exc), input_file=None, spool=spool, now=now)
+            _hold(pipeline, batch, str(exc), input_file=None, spool=spool, now=now, enqueued=enqueued)
             report.held.append(batch.batch_id)
             return False
     try:
         remote = client.create(input_file, batch.batch_id)
     except CreateRefused as exc:
-        _hold(pipeline, batch, str(exc), input_file=uploaded, spool=spool, now=now)
+        _hold(pipeline, batch, str(exc), input_file=uploaded, spool=spool, now=now, enqueued=enqueued)
         report.held.append(batch.batch_id)
         return False
     except SubmitUncertain as exc:
@@ -348,14 +355,20 @@ def submit_wave(
 
     active = _ours(store.active_batches() if active is None else active)
     held = [b for b in active if b.state == BatchState.HELD]
+    enqueued = _enqueued(active)
     for batch in held:
-        next_try = _detail(batch).get("next_try")
-        if next_try and datetime.fromisoformat(next_try) > now:
+        detail = _detail(batch)
+        next_try = detail.get("next_try")
+        # Batches of ours that finished since the refusal freed their tokens: try now rather than sit
+        # out the backoff while the queue drains (the backoff is for a quota others keep full).
+        freed = enqueued < int(detail.get("enqueued_at_hold", -1))
+        if next_try and datetime.fromisoformat(next_try) > now and not freed:
             report.held.append(batch.batch_id)
             continue
-        if not _retry_held(pipeline, client, batch, report, now):
+        if not _retry_held(pipeline, client, batch, report, now, enqueued):
             report.skipped = "the enqueued-token quota is full (429 on create)"
             return report
+        enqueued += batch.estimated_tokens
     if report.held:
         report.skipped = "waiting for held batches (429 on create) before creating new ones"
         return report
@@ -426,7 +439,8 @@ def submit_wave(
             remote = client.create(input_file, batch_id)
         except CreateRefused as exc:
             store.set_batch_state(batch_id, BatchState.SUBMITTING, detail=extra)
-            _hold(pipeline, batch_id, str(exc), input_file=input_file, spool=spool, now=now)
+            _hold(pipeline, batch_id, str(exc), input_file=input_file, spool=spool, now=now,
+                  enqueued=_enqueued(active) + report.estimated_tokens)
             report.held.append(batch_id)
             report.skipped = "the enqueued-token quota is full (429 on create)"
             break

@@ -341,3 +341,89 @@ def test_api_errors_surface_without_the_key(tmp_path, monkeypatch, gemini_emulat
     assert "404" in str(caught.value) and SENTINEL not in str(caught.value)
     assert caught.value.__cause__ is None and caught.value.__context__ is None or SENTINEL not in repr(
         caught.value.__context__)
+
+
+@pytest.mark.parametrize(("budget_factor", "batch_size"), [(1.0, 3), (1.5, 1)], ids=["budget=cap", "budget>cap"])
+def test_the_token_cap_is_never_exceeded_stays_90pct_full_and_429s_cost_no_attempts(
+        tmp_path, monkeypatch, gemini_emulator, budget_factor, batch_size):
+    """Emulator cap ≈ 10 of 21 independent pages (two full waves, then one page). `budget=cap`: our
+    metering packs the queue; `budget>cap` (quota shared with another job, say): the emulator refuses
+    creates with 429, which hold the batch without counting an attempt, and the realistic hold backoff
+    must not idle the queue once batches of ours have finished."""
+    latency = 600.0
+    server = gemini_emulator(batch_latency_s=latency)
+    books = {f"s{i:02d}:school:1900": [1] for i in range(21)}  # equal-length prompts
+    pipeline, client = make_pipeline(tmp_path, monkeypatch, server, books)
+    lines, _ = client.encode(pipeline.build_requests(pipeline.store.runnable(100))[0])
+    cap = int(10.5 * max(line.raw_tokens for line in lines))  # one page (or a one-page batch) < 10% of it
+    server.state.update_config({"max_enqueued_tokens": cap})
+    settings = settings_for(tmp_path, gemini__base_url=server.url, **{
+        **FAST, "gemini__max_enqueued_tokens": int(cap * budget_factor), "gemini__hold_backoff_s": 60,
+        "execution__batch_size_limit": batch_size, "execution__max_concurrent_batches": 16})
+    pipeline = Pipeline(settings)
+    client = GeminiBatchClient(settings, make_client(settings), store=pipeline.store)
+
+    levels: list[tuple[int, int]] = []  # (last emulator event, tokens enqueued) as each tick ends
+
+    def on_tick(progress) -> None:
+        events = server.state.events
+        levels.append((events[-1].seq, events[-1].enqueued_tokens) if events else (0, 0))
+        server.state.advance_clock(latency)  # what is in flight finishes before the next tick polls
+
+    summary = run_batches(pipeline, client, poll_interval=0.01, on_tick=on_tick, timeout_s=120)
+    assert summary.stopped == "done", summary
+    assert summary.elapsed_s < 60  # no held batch sat out its 60 s backoff while ours had finished
+    events = server.state.events
+    assert max(e.enqueued_tokens for e in events) <= cap
+    created = [(e.seq, e.tokens) for e in events if e.event == "created"]
+    total = sum(tokens for _, tokens in created)
+    waiting = 0
+    for seq, level in levels:
+        unsent = total - sum(tokens for s, tokens in created if s <= seq)
+        if unsent > 0:  # work remains that is not in flight: the queue must be (nearly) full
+            waiting += 1
+            assert level >= 0.9 * cap, (level, cap, levels)
+    assert waiting >= 2
+    rejected = [e for e in events if e.event == "rejected"]
+    assert bool(rejected) == (budget_factor > 1)
+    records = pipeline.store.records()
+    assert {(r.status, r.attempts) for r in records} == {(RecordStatus.SUCCESS, 1)}
+    # every page reached inference exactly once: a refused create sent nothing and cost nothing
+    assert sorted(e.key for e in server.state.request_log) == sorted(r.key for r in records)
+
+
+def test_the_ledger_bills_batch_at_half_the_realtime_cost_of_the_same_tokens_and_less_with_a_cache(
+        tmp_path, monkeypatch, gemini_emulator):
+    from google.genai import types
+
+    from ocr_assets.engines.factory import drive
+
+    server = gemini_emulator()
+    books = {f"s{i}:school:1900": [1] for i in range(3)}
+
+    def ledger(mode: str, engine: str = "gemini-batch", **overrides) -> dict[str, dict]:
+        pipeline, _ = make_pipeline(tmp_path / mode, monkeypatch, server, books, engine=engine, **overrides)
+        assert drive(pipeline).succeeded == len(books)
+        rows = pipeline.store.query("SELECT * FROM cost_ledger")
+        assert {r["engine"] for r in rows} == {engine} and len(rows) == len(books)
+        return {r["key"]: r for r in rows}
+
+    batch = ledger("batch")
+    realtime = ledger("realtime", "gemini-realtime")
+    for key, row in batch.items():
+        tokens = ("prompt_tokens", "output_tokens", "cached_tokens")
+        assert [row[t] for t in tokens] == [realtime[key][t] for t in tokens]  # the same tokens billed
+        assert (row["pricing_mode"], realtime[key]["pricing_mode"]) == ("batch", "realtime")
+        assert row["cost_usd"] > 0 and row["cost_usd"] == pytest.approx(realtime[key]["cost_usd"] * 0.5)
+
+    settings = settings_for(tmp_path / "cache", gemini__base_url=server.url)
+    sdk = make_client(settings)  # the pipeline's key: a cache belongs to the key that created it
+    cache = sdk.caches.create(model=settings.model.name, config=types.CreateCachedContentConfig(
+        contents=[types.Content(role="user", parts=[types.Part.from_text(text="Transcribe exactly. " * 200)])]))
+    cached = ledger("cache", gemini__cached_content=cache.name)
+    model = settings.model
+    for key, row in cached.items():
+        assert row["cached_tokens"] == 1000 and row["prompt_tokens"] == batch[key]["prompt_tokens"] + 1000
+        uncached_batch = (row["prompt_tokens"] * model.input_price_per_mtok
+                          + row["output_tokens"] * model.output_price_per_mtok) * model.batch_discount / 1e6
+        assert row["cost_usd"] < uncached_batch  # the cached prefix is billed at the cache price
