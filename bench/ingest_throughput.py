@@ -198,7 +198,8 @@ def main() -> None:
             "outcomes": f"{succeeded:,} SUCCESS, {failed:,} RETRYABLE_FAILURE (malformed answers)",
             "setup (plan, prompts, claims, answers) (s)": f"{prep_s:.1f}",
         },
-        notes="one DuckDB transaction per batch; outputs fsynced on an 8-thread pool",
+        notes="one DuckDB transaction per batch (set-based inserts); outputs rendered once, fsynced together on a "
+              "16-thread pool, then renamed, one fsync per folder",
     )
     if profiler:
         out = io.StringIO()

@@ -5,9 +5,10 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import NamedTuple
 
 from ocr_assets.keys import RecordKey
 from ocr_assets.schema import OcrPageResult
@@ -43,7 +44,12 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 def render_output(result: OcrPageResult) -> bytes:
     """The canonical bytes of a page output (deterministic, so replays are byte-identical)."""
-    return (result.to_json() + "\n").encode("utf-8")
+    return render_text(result).encode("utf-8")
+
+
+def render_text(result: OcrPageResult) -> str:
+    """The canonical text of a page output (what `render_output` encodes)."""
+    return result.to_json() + "\n"
 
 
 def write_output(output_root: Path, key: str, result: OcrPageResult) -> tuple[Path, str]:
@@ -54,15 +60,66 @@ def write_output(output_root: Path, key: str, result: OcrPageResult) -> tuple[Pa
     return path, hashlib.sha256(data).hexdigest()
 
 
+class WrittenOutput(NamedTuple):
+    path: Path
+    sha256: str
+    text: str  # the canonical text written, for callers that also log the output
+
+
 def write_outputs(
-    output_root: Path, items: Sequence[tuple[str, OcrPageResult]], *, workers: int = 8
-) -> dict[str, tuple[Path, str]]:
-    """Write many outputs; fsync latency dominates, so overlap it on a small thread pool."""
-    if len(items) <= 2:
-        return {key: write_output(output_root, key, result) for key, result in items}
-    with ThreadPoolExecutor(max_workers=min(workers, len(items)), thread_name_prefix="outputs") as pool:
-        written = pool.map(lambda item: (item[0], write_output(output_root, *item)), items)
-        return dict(written)
+    output_root: Path, items: Iterable[tuple[str, OcrPageResult]], *, workers: int = 16
+) -> dict[str, WrittenOutput]:
+    """Render and write many outputs atomically and durably, paying for durability once per batch.
+
+    Each output is rendered here (once) and handed to a thread pool that writes and fsyncs it to a
+    temp file, so rendering overlaps the flushes and the disk overlaps concurrent fsyncs. Only when
+    every temp is durable are they renamed into place, and then each folder is fsynced once so the
+    renames survive a crash too. A reader sees the old file or the new one, never a partial one.
+    """
+    staged: list[tuple[str, Path, str, Future[tuple[str, str]]]] = []
+    folders: set[Path] = set()
+    try:
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="outputs") as pool:
+            for key, result in items:
+                text = render_text(result)
+                path = output_path(output_root, key)
+                if path.parent not in folders:
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    folders.add(path.parent)
+                staged.append((key, path, text, pool.submit(_write_temp, path, text.encode("utf-8"))))
+        for _, path, _, future in staged:
+            os.replace(future.result()[0], path)
+    except BaseException:
+        for *_, future in staged:  # the pool is shut down: every future is done
+            if future.exception() is None:
+                Path(future.result()[0]).unlink(missing_ok=True)  # gone already if renamed
+        raise
+    for folder in folders:
+        fsync_dir(folder)
+    return {key: WrittenOutput(path, future.result()[1], text) for key, path, text, future in staged}
+
+
+def _write_temp(path: Path, data: bytes) -> tuple[str, str]:
+    """Write `data` durably to a new temp file beside `path`; returns (temp path, sha256 of data)."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    return tmp, hashlib.sha256(data).hexdigest()  # hashing a large buffer releases the GIL
+
+
+def fsync_dir(folder: Path) -> None:
+    """Make the renames in `folder` durable."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def read_output(path: Path) -> OcrPageResult:

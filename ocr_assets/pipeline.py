@@ -26,7 +26,7 @@ from ocr_assets.engines.base import (
     PromptIdentity,
     SyncEngine,
 )
-from ocr_assets.outputs import read_output, render_output, write_outputs
+from ocr_assets.outputs import read_output, write_outputs
 from ocr_assets.pricing import cost, realtime_cost
 from ocr_assets.prompts import PromptRegistry, page_variables, upstream_context
 from ocr_assets.schema import ErrorClass
@@ -168,10 +168,9 @@ class Pipeline:
         generation = self.settings.model.generation.model_dump()
         written = write_outputs(
             self.settings.paths.output_root,
-            [(k, o.result) for k, o in answered.items() if k in running and isinstance(o, PageSuccess)],
+            ((key, o.result) for key, o in answered.items() if key in running and isinstance(o, PageSuccess)),
         )
         records: list[RecordOutcome] = []
-        events: list[InferenceEvent] = []
         for key, outcome in answered.items():
             if key not in running:
                 continue  # stale or replayed: the store would ignore it; never overwrite outputs
@@ -189,10 +188,10 @@ class Pipeline:
                 generation_config=generation,
             )
             if isinstance(outcome, PageSuccess):
-                path, sha = written[key]
+                output = written[key]  # rendered once: the logged JSON is the text on disk
                 records.append(
-                    RecordOutcome(success=True, output_path=str(path), output_sha256=sha,
-                                  output_json=render_output(outcome.result).decode("utf-8"), **common)
+                    RecordOutcome(success=True, output_path=str(output.path), output_sha256=output.sha256,
+                                  output_json=output.text, **common)
                 )
             else:
                 records.append(
@@ -200,14 +199,14 @@ class Pipeline:
                                   message=outcome.message, traceback=outcome.traceback, **common)
                 )
         summary = self.store.apply_outcomes(batch_id, records)
-        applied = set(summary.applied)
-        for rec in records:
-            if rec.key in applied:
-                events.append(self._event(rec, batch_id, by_key.get(rec.key)))
-        try:
-            self.tracker.log_inferences(events)
-        except Exception:  # tracking must never fail a run
-            log.warning("inference tracking failed; the DuckDB inference log still has every record", exc_info=True)
+        if self.tracker.enabled:  # the events re-parse every output: only build them for a live tracker
+            applied = set(summary.applied)
+            events = [self._event(rec, batch_id, by_key.get(rec.key)) for rec in records if rec.key in applied]
+            try:
+                self.tracker.log_inferences(events)
+            except Exception:  # tracking must never fail a run
+                log.warning("inference tracking failed; the DuckDB inference log still has every record",
+                            exc_info=True)
         return summary
 
     @staticmethod

@@ -52,9 +52,9 @@ def books_of_keys(keys: Iterable[str]) -> list[str]:
     return sorted({str(RecordKey.parse(key).book) for key in keys})
 
 
-def batch_books(store: RecordStore, batch_id: str) -> list[str]:
-    """Every book with a record in the batch (what an ingest run reports materializations for)."""
-    return books_of_keys(key for key, _, _ in store.batch_members(batch_id))
+def batch_books(store: RecordStore, batch_ids: Sequence[str]) -> dict[str, list[str]]:
+    """batch id → every book with a record in it (what an ingest run reports materializations for)."""
+    return {batch_id: books_of_keys(keys) for batch_id, keys in store.batch_keys(batch_ids).items()}
 
 
 # -- per-page tables ---------------------------------------------------------------------------
@@ -490,9 +490,10 @@ def poll_batches(pipeline: Pipeline, client: Callable[[], Any], limit: int = 25)
     """
     from ocr_assets.engines.gemini.runner import pending_ingest, poll_active
 
-    if not any(is_remote_batch(batch.engine) for batch in pipeline.store.active_batches()):
+    active = pipeline.store.active_batches()
+    if not any(is_remote_batch(batch.engine) for batch in active):
         return pending_ingest(pipeline)[:limit]
-    return poll_active(pipeline, client())[:limit]
+    return poll_active(pipeline, client(), active=active)[:limit]
 
 
 def ingest_finished_batch(pipeline: Pipeline, batch_id: str, client: Callable[[], Any]) -> list[str]:
@@ -508,4 +509,4 @@ def ingest_finished_batch(pipeline: Pipeline, batch_id: str, client: Callable[[]
         raise ValueError(f"no batch {batch_id!r} in the record store")
     if is_remote_batch(batch.engine) and batch.state != BatchState.INGESTED:
         ingest_batch(pipeline, client(), batch.batch_id)
-    return batch_books(pipeline.store, batch.batch_id)
+    return batch_books(pipeline.store, [batch.batch_id])[batch.batch_id]

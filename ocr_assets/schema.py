@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import json
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -108,13 +107,15 @@ def parse_page_result(text: str, *, max_chars: int = 2_000_000) -> OcrPageResult
     body = _strip_fences(text)
     if not body:
         raise OutputParseError("empty", "model output is empty")
+    # Parsed and validated in one pass over the text (pydantic's JSON parser), not json.loads +
+    # model_validate over an intermediate dict: the answer is the largest thing a record carries.
     try:
-        data: Any = json.loads(body)
-    except (json.JSONDecodeError, RecursionError) as exc:  # RecursionError: nesting too deep to decode
-        raise OutputParseError("malformed_json", f"model output is not valid JSON: {exc}") from exc
-    if not isinstance(data, dict):
-        raise OutputParseError("schema", f"model output is a JSON {type(data).__name__}, not an object")
-    try:
-        return OcrPageResult.model_validate(data)
+        return OcrPageResult.model_validate_json(body)
     except ValidationError as exc:
+        first = exc.errors(include_url=False, include_input=False)[0]
+        if first["type"] == "json_invalid":  # the whole text is rejected with this one error
+            reason = first["ctx"]["error"]
+            raise OutputParseError("malformed_json", f"model output is not valid JSON: {reason}") from exc
+        if first["type"] == "model_type" and not first["loc"]:
+            raise OutputParseError("schema", "model output is valid JSON but not an object") from exc
         raise OutputParseError("schema", f"model output does not match OcrPageResult: {exc}") from exc

@@ -58,6 +58,10 @@ class InferenceEvent(BaseModel):
 
 
 class Tracker(Protocol):
+    # False when events would be dropped: callers skip building them (they re-parse every output).
+    @property
+    def enabled(self) -> bool: ...
+
     def log_inferences(self, events: list[InferenceEvent]) -> None: ...
 
     def flush(self) -> None: ...
@@ -65,6 +69,8 @@ class Tracker(Protocol):
 
 class NullTracker:
     """Tracking off."""
+
+    enabled = False
 
     def log_inferences(self, events: list[InferenceEvent]) -> None:
         return None
@@ -163,6 +169,10 @@ class BraintrustTracker:
 
     def __repr__(self) -> str:  # never show the key
         return f"BraintrustTracker(project={self.project!r}, disabled={self.disabled})"
+
+    @property
+    def enabled(self) -> bool:
+        return not self.disabled
 
     def _fail(self, exc: BaseException, doing: str) -> None:
         if not self.disabled:

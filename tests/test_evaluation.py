@@ -23,7 +23,7 @@ from ocr_assets.evaluation import (
 from ocr_assets.pipeline import open_store
 from ocr_assets.plan import build_plan, scan_corpus
 from ocr_assets.prompts import PromptError
-from ocr_assets.schema import OcrPageResult
+from ocr_assets.schema import OcrPageResult, RawOcr, TextBlock
 from ocr_assets.tracking import BraintrustTracker, NullTracker
 from tests.fixtures.braintrust_capture import braintrust_capture
 from tests.fixtures.corpus import settings_for, write_book
@@ -196,6 +196,34 @@ class ContextSensitiveEngine:
             out.append(PageSuccess(key=r.key, result=truth, usage=TokenUsage(prompt_tokens=len(r.prompt),
                                                                              output_tokens=500)))
         return out
+
+
+class ReflowingEngine:
+    """Answers with the page's truth, its text re-broken into short blocks with ragged whitespace."""
+
+    name = "reflowing"
+    pricing_mode = "local"
+
+    def infer(self, requests: list[PageRequest]) -> list[PageOutcome]:
+        out: list[PageOutcome] = []
+        for r in requests:
+            truth = _truth(r.key)
+            words = truth.raw_ocr.full_text().split()
+            blocks = [TextBlock(block_id=i, text="\t" + "  ".join(words[start : start + 7]) + " \n")
+                      for i, start in enumerate(range(0, len(words), 7))]
+            result = truth.model_copy(update={"raw_ocr": RawOcr(text_blocks=blocks)})
+            out.append(PageSuccess(key=r.key, result=result))
+        return out
+
+
+def test_cer_ignores_how_the_page_text_is_broken_into_blocks_and_spaced(tmp_path: Path) -> None:
+    _corpus(tmp_path)
+    report = run_eval(settings_for(tmp_path), ["v1"], ReflowingEngine(), None, tracker=NullTracker())
+    (summary,) = report.versions
+    assert summary.cer == 0.0 and summary.course_f1 == 1.0
+    for page in report.pages:
+        # Reference characters are counted after normalising too: no run of spaces inflates them.
+        assert page.edits == 0 and page.ref_chars == len(normalise_text(_truth(page.key).raw_ocr.full_text()))
 
 
 def test_the_sample_is_closed_under_dependencies_spread_over_books_and_has_ground_truth(tmp_path: Path) -> None:

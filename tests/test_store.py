@@ -1,12 +1,14 @@
 import multiprocessing as mp
 import os
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
 from ocr_assets.store import (
     BatchState,
+    BatchTransition,
     ClaimItem,
     PlannedRecord,
     RecordOutcome,
@@ -140,6 +142,94 @@ def test_outcomes_write_cost_ledger_and_inference_log(store: RecordStore) -> Non
     assert log[0]["success"] is True and log[0]["prompt_version"] == "v1.1" and log[0]["attempt"] == 1
     row = store.get(key)
     assert (row.prompt_tokens, row.output_tokens, row.cost_usd) == (10, 5, 0.001)
+
+
+def test_a_mixed_batch_logs_every_column_in_bulk(store: RecordStore) -> None:
+    ok, bad, stale = "NY:nyu:1901:1", "CA:ucla:1900:1", "CA:ucla:1900:2"
+    store.claim("b1", _items([ok, bad]), engine="local", model="m")
+    success = _ok(ok).model_copy(update={
+        "output_json": '{"page": 1}\n', "rendered_prompt": "prompt 1", "previous_context": {"b": 2, "a": 1},
+        "generation_config": {"temperature": 0}, "latency_s": 1.5, "prompt_template_hash": "t", "model": "m2",
+        "realtime_cost_usd": 0.002,
+    })
+    failure = _fail(bad).model_copy(update={"traceback": "Traceback: boom", "prompt_tokens": 7})
+    summary = store.apply_outcomes("b1", [success, failure, _ok(stale), _fail(ok)])  # first per key wins
+    assert (summary.succeeded, summary.retryable, summary.ignored) == ([ok], [bad], [stale])
+
+    log = {r["key"]: r for r in store.query("SELECT * FROM inference_log")}
+    assert set(log) == {ok, bad}
+    assert {k: v for k, v in log[ok].items() if k not in ("id", "created_at")} == {
+        "key": ok, "book": "NY:nyu:1901", "page": 1, "attempt": 1, "batch_id": "b1", "engine": "local",
+        "model": "m2", "success": True, "prompt_name": "page_ocr", "prompt_version": "v1.1", "prompt_vars_hash": "h",
+        "rendered_prompt": "prompt 1", "previous_context": '{"a": 1, "b": 2}', "generation_config": '{"temperature": 0}',
+        "output_json": '{"page": 1}\n', "error_type": None, "error_message": None, "raw_response": None,
+        "prompt_tokens": 10, "output_tokens": 5, "cached_tokens": 0, "cost_usd": 0.001, "latency_s": 1.5,
+        "error_class": None, "traceback": None, "prompt_template_hash": "t",
+    }
+    assert (log[bad]["success"], log[bad]["error_class"], log[bad]["error_type"], log[bad]["error_message"],
+            log[bad]["raw_response"], log[bad]["traceback"]) == (
+        False, "retryable", "http_503", "http_503 happened", '{"error": 503}', "Traceback: boom")
+    [failed] = store.failures()
+    assert (failed["key"], failed["attempt"], failed["batch_id"], failed["error_class"], failed["message"],
+            failed["prompt_version"], failed["traceback"]) == (
+        bad, 1, "b1", "retryable", "http_503 happened", "v1.1", "Traceback: boom")
+    ledger = {r["key"]: r for r in store.query("SELECT * FROM cost_ledger")}
+    assert (ledger[ok]["model"], ledger[ok]["realtime_cost_usd"], ledger[bad]["prompt_tokens"]) == ("m2", 0.002, 7)
+    outcomes = store.query("SELECT key, outcome FROM batch_records ORDER BY key")
+    assert outcomes == [{"key": bad, "outcome": "RETRYABLE_FAILURE"}, {"key": ok, "outcome": "SUCCESS"}]
+    rows = store.get_many([ok, bad, stale])
+    assert (rows[ok].model, rows[ok].output_path, rows[ok].batch_id, rows[ok].last_error) == (
+        "m2", f"/out/{ok}.json", "b1", None)
+    assert (rows[bad].model, rows[bad].batch_id, rows[bad].last_error, rows[bad].prompt_tokens) == (
+        "m", None, "http_503 happened", 7)
+    assert rows[stale].status == RecordStatus.PENDING and not rows[stale].upstream_done  # its upstream failed
+
+
+def _batch(store: RecordStore, batch_id: str, key: str, state: BatchState) -> None:
+    store.claim(batch_id, _items([key]), engine="gemini-batch", model="m", state=state)
+
+
+def test_set_batch_states_moves_only_batches_still_in_the_state_their_caller_saw(store: RecordStore) -> None:
+    _batch(store, "b1", "CA:ucla:1900:1", BatchState.PENDING)
+    _batch(store, "b2", "NY:nyu:1901:1", BatchState.RUNNING)
+    store.set_batch_state("b2", BatchState.CANCELLED)  # moved on (e.g. an operator cancelled it) after the poll read
+    moved = store.set_batch_states([
+        BatchTransition("b1", BatchState.PENDING, BatchState.SUCCEEDED),
+        BatchTransition("b2", BatchState.RUNNING, BatchState.SUCCEEDED),
+        BatchTransition("nope", BatchState.RUNNING, BatchState.SUCCEEDED),
+    ])
+    assert moved == ["b1"]
+    assert (store.get_batch("b1").state, store.get_batch("b2").state) == (BatchState.SUCCEEDED, BatchState.CANCELLED)
+    assert store.set_batch_states([BatchTransition("b1", BatchState.RUNNING, BatchState.INGESTED)]) == []
+    assert store.set_batch_states([BatchTransition("b1", BatchState.SUCCEEDED, BatchState.INGESTED)]) == ["b1"]
+    assert store.get_batch("b1").ingested_at is not None
+    assert store.set_batch_states([]) == []
+
+
+def test_set_batch_states_is_all_or_nothing(store: RecordStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    _batch(store, "b1", "CA:ucla:1900:1", BatchState.PENDING)
+    _batch(store, "b2", "NY:nyu:1901:1", BatchState.PENDING)
+    real_connect = RecordStore.connect
+
+    @contextmanager
+    def crash_once_b2_moved(self: RecordStore):
+        """A process dying just before committing the transaction that moves b2."""
+        with real_connect(self) as con:
+            yield con
+            if con.execute("SELECT state FROM batches WHERE batch_id = 'b2'").fetchone()[0] != "PENDING":
+                raise RuntimeError("crash before commit")
+
+    monkeypatch.setattr(RecordStore, "connect", crash_once_b2_moved)
+    with pytest.raises(RuntimeError):
+        store.set_batch_states([BatchTransition(b, BatchState.PENDING, BatchState.SUCCEEDED) for b in ("b1", "b2")])
+    monkeypatch.undo()
+    assert {store.get_batch(b).state for b in ("b1", "b2")} == {BatchState.PENDING}  # b1 did not move alone
+
+
+def test_batch_keys_reads_many_batches_at_once(store: RecordStore) -> None:
+    store.claim("b1", _items(["NY:nyu:1901:1", "CA:ucla:1900:1"]), engine="local", model="m")
+    assert store.batch_keys(["b1", "nope"]) == {"b1": ["NY:nyu:1901:1", "CA:ucla:1900:1"], "nope": []}
+    assert store.batch_keys([]) == {}
 
 
 def test_unfinished_count_treats_exhausted_retries_as_terminal(store: RecordStore) -> None:

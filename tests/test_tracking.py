@@ -123,6 +123,8 @@ def test_one_span_per_inference_carries_input_output_metadata_metrics_and_errors
 
 def test_the_inference_log_holds_the_same_fields_as_the_span(tmp_path: Path) -> None:
     class Recording(NullTracker):
+        enabled = True
+
         def __init__(self) -> None:
             self.events: list[InferenceEvent] = []
 

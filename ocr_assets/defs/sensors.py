@@ -56,14 +56,16 @@ def batch_poll_sensor(
 ) -> dg.SensorResult | dg.SkipReason:
     """Poll every active batch (one cheap get each) and launch one ingest run per finished batch."""
     pipeline = make_pipeline(gemini.configure(settings.load(engine="gemini-batch")), store, tracker)
+    finished = poll_batches(pipeline, lambda: gemini.batch_client(pipeline))
+    touched = batch_books(pipeline.store, [batch.batch_id for batch in finished])  # one read for every batch
     requests = []
-    for batch in poll_batches(pipeline, lambda: gemini.batch_client(pipeline)):
+    for batch in finished:  # launch only: each ingest runs in its own run, never inline in the tick
         name = batch.remote_name or batch.batch_id
-        touched = batch_books(pipeline.store, batch.batch_id)
         requests.append(dg.RunRequest(
             run_key=f"ingest:{name}",  # dedupes forever: a finished batch is ingested by one run only
             run_config={"ops": {"ingest_batch": {"config": {"batch_id": batch.batch_id}}}},
-            tags={BATCH_TAG: batch.batch_id, "ocr_assets/batch_name": name, BOOKS_TAG: ",".join(touched)[:2000]},
+            tags={BATCH_TAG: batch.batch_id, "ocr_assets/batch_name": name,
+                  BOOKS_TAG: ",".join(touched[batch.batch_id])[:2000]},
         ))
     if not requests:
         return dg.SkipReason("no finished batch to ingest")

@@ -46,6 +46,7 @@ from ocr_assets.schema import ErrorClass
 from ocr_assets.store import (
     BatchRow,
     BatchState,
+    BatchTransition,
     ClaimItem,
     RecordRow,
     RecordStatus,
@@ -546,6 +547,7 @@ def _poll(pipeline: Pipeline, client: GeminiBatchClient, *, now: datetime | None
         if recovered.adopted or recovered.released:
             active = _ours(pipeline.store.active_batches())
     still: list[BatchRow] = []
+    changes: list[BatchTransition] = []
     for batch in active:
         if batch.state not in (BatchState.PENDING, BatchState.RUNNING) or not batch.remote_name:
             still.append(batch)
@@ -557,10 +559,13 @@ def _poll(pipeline: Pipeline, client: GeminiBatchClient, *, now: datetime | None
             still.append(batch)
             continue
         if status.state != batch.state:
-            pipeline.store.set_batch_state(batch.batch_id, status.state)
+            changes.append(BatchTransition(batch.batch_id, batch.state, status.state))
             batch = batch.model_copy(update={"state": status.state})
         if batch.state in (BatchState.PENDING, BatchState.RUNNING):
             still.append(batch)
+    # One transaction for the whole poll (a store round-trip per batch made a 100-batch tick take seconds).
+    moved_on = {c.batch_id for c in changes} - set(pipeline.store.set_batch_states(changes))
+    still = [b for b in still if b.batch_id not in moved_on]  # changed elsewhere meanwhile: state unknown here
     return pending_ingest(pipeline), still
 
 

@@ -10,6 +10,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from ocr_assets.prompts import CONTEXT_TAIL_CHARS
 from ocr_assets.schema import Course, OcrPageResult, PageInfo, RawOcr, Textbook
 
 _SMALL_WORDS = {"of", "and", "the", "in", "at", "for", "on", "to", "a", "an", "with", "by", "de", "von", "du"}
@@ -92,12 +93,22 @@ def is_caps(text: str) -> bool:
 
 
 def join_wrapped_caps(lines: Sequence[str]) -> list[str]:
-    """Rejoin a capitals heading wrapped over lines at a function word (`MASSACHUSETTS INSTITUTE` / `OF TECHNOLOGY`)."""
+    """Rejoin a capitals heading wrapped over lines: at a function word (`MASSACHUSETTS INSTITUTE` /
+    `OF TECHNOLOGY`), inside parentheses (`ENGLISH (ADVANCED` / `COURSES)`), or after a department
+    prefix (`DEPARTMENT OF CIVIL` / `ENGINEERING`) — a narrow column wraps headings often.
+    """
     joined: list[str] = []
     for line in lines:
         if joined and is_caps(line) and is_caps(joined[-1]) and not any(c.isdigit() for c in joined[-1] + line):
-            if line.split()[0].lower() in _SMALL_WORDS or joined[-1].split()[-1].lower() in _SMALL_WORDS:
-                joined[-1] = f"{joined[-1]} {line}"
+            previous = joined[-1]
+            if (
+                line.split()[0].lower() in _SMALL_WORDS
+                or previous.split()[-1].lower() in _SMALL_WORDS
+                or previous.count("(") > previous.count(")")
+                or (_DEPARTMENT_PREFIX.match(previous) and not _DEPARTMENT_PREFIX.match(line)
+                    and len(line.split()) <= 3)
+            ):
+                joined[-1] = f"{previous} {line}"
                 continue
         joined.append(line)
     return joined
@@ -486,14 +497,34 @@ def extract_fields(
 
 
 def carried_department(previous_context: dict | None) -> str | None:
-    """The department of the upstream page's last course, from a request's `previous_context`."""
+    """The department in force at the end of the upstream page, from a request's `previous_context`.
+
+    A department heading in the upstream text's tail after its last course heading wins (its
+    courses start on this page); otherwise the department of the upstream page's last course.
+    """
     if not previous_context:
         return None
+    if heading := _trailing_department(str(previous_context.get("text_tail") or "")):
+        return heading
     courses = previous_context.get("last_courses") or []
     for course in reversed(courses):
         if isinstance(course, dict) and course.get("department"):
             return str(course["department"])
     return None
+
+
+def _trailing_department(tail: str) -> str | None:
+    """The department a heading names after the last course heading of an upstream text tail, else None."""
+    lines = tail.splitlines()
+    if len(tail) >= CONTEXT_TAIL_CHARS:
+        lines = lines[1:]  # the tail was cut to length: its first line may be a fragment
+    department: str | None = None
+    for line in join_wrapped_caps([line for line in map(normalise_line, lines) if line]):
+        if parse_course_heading(line) is not None:
+            department = None
+        elif (name := parse_department_heading(line)) is not None:
+            department = name
+    return department
 
 
 def extract_page(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass
 from statistics import median
@@ -63,7 +64,7 @@ class PageLayout:
             return f"single column, {len(self.lines)} text lines"
         return (
             f"two columns split at x≈{self.gutter_x:.0f}, {len(self.lines)} text lines, "
-            f"{self.spanning_lines} full-width (headings, running heads)"
+            f"{self.spanning_lines} across the columns (headings, running heads, page numbers)"
         )
 
 
@@ -83,11 +84,12 @@ def _rows(lines: Sequence[OcrLine]) -> list[list[OcrLine]]:
 
 
 def find_gutter(lines: Sequence[OcrLine], *, min_lines_per_column: int = 3) -> float | None:
-    """The x of a vertical gap with enough column-width lines on both sides, or None for one column.
+    """The x of a vertical gap with a column of lines on either side, or None for one column.
 
     Lines wider than 60% of the text area are headings or running heads and are ignored; a few
     narrow lines may still cross the gap (a centred running head), so the gap is the widest run
-    of x-positions that at most 5% of the column lines cover.
+    of x-positions that at most 5% of the column lines cover. A short column (the end of an
+    index) still counts: what makes a column is a run of lines sharing a left margin.
     """
     if len(lines) < 2 * min_lines_per_column:
         return None
@@ -121,24 +123,42 @@ def find_gutter(lines: Sequence[OcrLine], *, min_lines_per_column: int = 3) -> f
     gutter = left + (best[0] + best[1]) / 2 / (bins - 1) * width
     sides = [[line for line in narrow if line.x1 <= gutter], [line for line in narrow if line.x0 >= gutter]]
     for side in sides:
-        if len(side) < max(min_lines_per_column, 0.15 * len(narrow)):
+        if len(side) < min_lines_per_column:
             return None
         # A column spans a good part of the page; a strip of page numbers flush right does not.
         if max(line.x1 for line in side) - min(line.x0 for line in side) < 0.25 * width:
             return None
+    # Both columns have a left margin; the ragged pieces of a single column beside a gap do not.
+    tolerance = 0.5 * median(line.height for line in narrow)
+    if any(_left_edge_lines(side, tolerance) < min_lines_per_column for side in sides):
+        return None
     return gutter
 
 
+def _left_edge_lines(side: Sequence[OcrLine], tolerance: float) -> int:
+    """The most lines of `side` that start within `tolerance` of one another's left edge."""
+    starts = sorted(line.x0 for line in side)
+    return max(bisect_right(starts, start + tolerance) - index for index, start in enumerate(starts))
+
+
 def reading_order(lines: Sequence[OcrLine]) -> PageLayout:
-    """Order lines for reading: bands between full-width lines, left column before right in each band."""
+    """Order lines for reading: bands between full-width lines, left column before right in each band.
+
+    A line centred on the gutter (a page number at the foot, a short centred head) belongs to
+    neither column: like a full-width line it ends a band, so it is read after the columns above it.
+    """
     gutter = find_gutter(lines)
     if gutter is None:
         return PageLayout(_rows(lines), columns=1, gutter_x=None, spanning_lines=0)
     tolerance = 0.5 * median(line.height for line in lines)
-    # A line spans the columns only if it reaches well into both; one that merely touches the
-    # gutter (a justified line a few pixels long) stays in its column.
+    # A line spans the columns if it reaches well into both, or straddles the gutter centred on it;
+    # one that merely touches the gutter (a justified line a few pixels long) stays in its column.
     reach = 0.05 * (max(line.x1 for line in lines) - min(line.x0 for line in lines))
-    spanning = [line for line in lines if line.x0 < gutter - reach and line.x1 > gutter + reach]
+    spanning = [
+        line for line in lines
+        if (line.x0 < gutter - reach and line.x1 > gutter + reach)
+        or (line.x0 < gutter < line.x1 and abs((line.x0 + line.x1) / 2 - gutter) < reach)
+    ]
     spanning_ids = {id(line) for line in spanning}
     # A page number beside a centred running head belongs to the head's row, not to a column.
     mates = {

@@ -49,7 +49,7 @@ class RapidOcrBackend:
     per_item_bytes = 256 * 2**20
 
     def __init__(
-        self, *, parallel_pages: int | None = None, threads_per_page: int | None = None, rec_batch: int = 8
+        self, *, parallel_pages: int | None = None, threads_per_page: int | None = None, rec_batch: int = 1
     ):
         from rapidocr_onnxruntime import RapidOCR
 
@@ -92,7 +92,12 @@ class RapidOcrBackend:
         return lines
 
     def _read_crops(self, recogniser, crops: list[np.ndarray]) -> list[DecodedLine]:
-        """Recognise line crops in batches of similar aspect ratio (less padding per batch)."""
+        """Recognise line crops in batches of `rec_batch`, grouped by aspect ratio (less padding).
+
+        One crop per call is the default: on a single-threaded CPU session the PP-OCRv4 recogniser
+        ran 1.5-1.7× faster per page unbatched than in batches of 8 (bench/local_throughput.py),
+        more than the padding alone explains.
+        """
         _channels, height, base_width = recogniser.rec_image_shape
         characters = recogniser.postprocess_op.character
         ratios = [crop.shape[1] / crop.shape[0] for crop in crops]

@@ -30,3 +30,18 @@ def render_lines(path: Path, lines: list[str], *, size: tuple[int, int] = (900, 
     image.save(path)
     return path
 
+
+def render_columns(path: Path, left: list[str], right: list[str], *, foot: str = "",
+                   size: tuple[int, int] = (1000, 700), font_size: int = 24) -> Path:
+    """A white two-column page: `left` and `right` top-aligned, `foot` centred at the bottom."""
+    image = Image.new("RGB", size, "white")
+    draw = ImageDraw.Draw(image)
+    font = ImageFont.truetype(str(FONT_DIR / "DejaVuSerif.ttf"), font_size)
+    pitch = round(font_size * 1.6)
+    for x, lines in ((60, left), (size[0] // 2 + 30, right)):
+        for row, text in enumerate(lines):
+            draw.text((x, 40 + row * pitch), text, font=font, fill="black")
+    if foot:
+        draw.text((size[0] // 2, size[1] - 50), foot, font=font, fill="black", anchor="mt")
+    image.save(path)
+    return path

@@ -23,6 +23,7 @@ from ocr_assets.engines.local.course_extractor import (
     strip_page_number,
     title_case,
 )
+from ocr_assets.prompts import upstream_context
 from ocr_assets.schema import RawOcr, TextBlock, Textbook
 
 
@@ -234,6 +235,21 @@ def test_title_case_and_wrapped_capitals() -> None:
     ]
 
 
+@pytest.mark.parametrize(
+    ("lines", "expected"),
+    [
+        (["ENGLISH (ADVANCED", "COURSES)", "Mr. Dunning."], ["ENGLISH (ADVANCED COURSES)", "Mr. Dunning."]),
+        (["DEPARTMENT OF CIVIL", "ENGINEERING", "Professor Gilman."], ["DEPARTMENT OF CIVIL ENGINEERING",
+                                                                       "Professor Gilman."]),
+        (["DEPARTMENT OF GREEK", "DEPARTMENT OF LATIN"], ["DEPARTMENT OF GREEK", "DEPARTMENT OF LATIN"]),
+        (["KNOX COLLEGE", "DEPARTMENT OF LATIN"], ["KNOX COLLEGE", "DEPARTMENT OF LATIN"]),
+    ],
+)
+def test_department_headings_wrapped_in_a_narrow_column_are_rejoined(lines, expected) -> None:
+    assert join_wrapped_caps(lines) == expected
+    assert parse_department_heading(join_wrapped_caps(lines)[0]) == parse_department_heading(expected[0])
+
+
 COURSE_PAGE = """\
 12 UNIVERSITY OF CALIFORNIA
 1. Plane Trigonometry.
@@ -344,7 +360,30 @@ def test_extract_page_uses_the_upstream_department_and_falls_back_to_the_request
         ({"last_courses": []}, None),
         ({"last_courses": [{"course_name": "A", "department": "Greek"}, {"course_name": "B", "department": None}]},
          "Greek"),
+        # The upstream page ends with a new department's heading: its courses start on this page.
+        ({"text_tail": "Text: Jebb, Sophocles.\nDEPARTMENT OF LATIN\nProfessor Lane.",
+          "last_courses": [{"course_name": "Homer", "department": "Greek"}]}, "Latin"),
+        ({"text_tail": "DEPARTMENT OF LATIN\n1. Livy.\nThree hours.",
+          "last_courses": [{"course_name": "Livy", "department": "Latin"}]}, "Latin"),
+        ({"text_tail": "GREEK\n1. Homer.\nThree hours. Text: Jebb, Sophocles.",
+          "last_courses": [{"course_name": "Homer", "department": None}]}, None),
+        # A tail cut to length starts mid-line: its first line is not read as a heading.
+        ({"text_tail": "LATIN\n" + "Three hours a week. " * 30, "last_courses": []}, None),
     ],
 )
 def test_carried_department(context, expected) -> None:
     assert carried_department(context) == expected
+
+
+def test_a_page_opening_mid_department_files_its_courses_under_the_carried_heading() -> None:
+    # The upstream page ends with the Latin heading and staff; Latin's first course is on this page.
+    lines = ["4", "GREEK", "7. Homer.", "Three hours. Fall term. Professor Baldwin.", "DEPARTMENT OF LATIN",
+             "Professor Lane; Mr. Hale."]
+    raw = RawOcr(text_blocks=[TextBlock(block_id=i, text=text) for i, text in enumerate(lines)])
+    context = upstream_context(extract_page(raw, lines, page=4))
+    assert context is not None and context["last_courses"] == [{"course_name": "Homer", "department": "Greek"}]
+    page = ["5", "1. Livy.", "Three hours. Fall term. Mr. Hale.", "2. Horace.", "Two hours. Spring term.",
+            "DEPARTMENT OF MATHEMATICS", "1. Plane Geometry.", "Five hours. Fall term."]
+    found = extract_fields(page, carried_department=carried_department(context))
+    assert [(c.course_name, c.department) for c in found.courses] == [
+        ("Livy", "Latin"), ("Horace", "Latin"), ("Plane Geometry", "Mathematics")]

@@ -71,3 +71,37 @@ def test_raw_ocr_blocks_are_numbered_in_reading_order_with_pixel_boxes() -> None
 
 def test_scaled_lines_map_back_to_source_pixels() -> None:
     assert line(10, 20, 30, "x").scaled(2.0) == OcrLine(20, 40, 60, 80, "x")
+
+
+def test_a_short_right_column_still_reads_column_by_column() -> None:
+    # The end of an index: a full left column and three entries at the top of the right one.
+    head = [line(400, 20, 600, "KNOX COLLEGE")]
+    left = [line(80, 100 + 30 * i, 240 + 40 * (i % 5), f"L{i}") for i in range(20)]
+    right = [line(520, 100 + 30 * i, 700 + 20 * i, f"R{i}") for i in range(3)]
+    layout = reading_order(head + right + left)
+    assert layout.columns == 2
+    assert layout.row_texts() == ["KNOX COLLEGE", *(f"L{i}" for i in range(20)), "R0", "R1", "R2"]
+
+
+def test_a_page_number_centred_on_the_gutter_is_read_after_both_columns() -> None:
+    left = [line(80, 100 + 30 * i, 480 - (i % 2) * 40, f"L{i}") for i in range(6)]
+    right = [line(520, 100 + 30 * i, 920 - (i % 3) * 30, f"R{i}") for i in range(6)]
+    layout = reading_order([line(485, 300, 505, "7"), *right, *left])
+    assert layout.columns == 2
+    assert layout.row_texts() == [*(f"L{i}" for i in range(6)), *(f"R{i}" for i in range(6)), "7"]
+
+
+def test_a_column_piece_near_the_gutter_stays_in_its_column() -> None:
+    # A detector splits a justified line at a wide space: the last word ends just short of the gutter.
+    page = two_column_page()
+    page[page.index(next(l for l in page if l.text == "L3"))] = line(80, 190, 400, "L3")
+    page.append(line(445, 190, 478, "an"))
+    assert reading_order(page).row_texts()[:6] == ["12 UNIVERSITY OF CALIFORNIA", "L0", "L1", "L2", "L3 an", "L4"]
+
+
+def test_ragged_single_column_lines_beside_a_gap_are_not_a_second_column() -> None:
+    # Short last lines of paragraphs on the left; short centred headings of different widths on the right.
+    lines = [line(80, 100 + 30 * i, 300 + 20 * (i % 3), f"tail {i}") for i in range(8)]
+    lines += [line(560 + 40 * i, 400 + 60 * i, 700 + 90 * i, f"HEADING {i}") for i in range(4)]
+    assert find_gutter(lines) is None
+    assert reading_order(lines).columns == 1

@@ -9,7 +9,7 @@ import pytest
 from ocr_assets.engines.base import PageSuccess
 from ocr_assets.engines.local.runner import LocalInference
 from ocr_assets.evaluation import cer
-from tests.engines.local.local_helpers import make_request, render_lines
+from tests.engines.local.local_helpers import make_request, render_columns, render_lines
 
 LINES = [
     "DEPARTMENT OF MATHEMATICS",
@@ -52,3 +52,15 @@ def test_a_blank_page_is_a_success_with_no_text(engine: LocalInference, tmp_path
     assert isinstance(outcome, PageSuccess)
     assert outcome.result.raw_ocr.text_blocks == []
     assert outcome.result.page_info.content_type == "other"
+
+
+def test_a_two_column_page_is_read_column_by_column(engine: LocalInference, tmp_path: Path) -> None:
+    # The end of an index: a long left column, a short right one, the page number centred below.
+    left = [f"{subject} Prose Composition {number}, {number % 9 + 2}" for number in range(1, 16)
+            for subject in ("Greek", "Latin")]
+    right = ["The English Novel, 7", "Thucydides, 9", "Virgil, 9"]
+    path = render_columns(tmp_path / "index.png", left, right, foot="12", size=(1000, 1140), font_size=20)
+    (outcome,) = engine.infer([make_request("CA:test:1900:12", path, page=12)])
+    assert isinstance(outcome, PageSuccess), outcome
+    assert [block.text for block in outcome.result.raw_ocr.text_blocks] == [*left, *right, "12"]
+    assert outcome.result.raw_ocr.layout_description.startswith("two columns")
