@@ -7,6 +7,7 @@ import pyarrow.parquet as pq
 
 from ocr_assets.definitions import defs
 from ocr_assets.defs.resources import default_resources
+from ocr_assets.engines.emulator.testing import gemini_emulator  # noqa: F401 - pytest fixture
 from ocr_assets.pipeline import open_store
 from tests.defs.support import Corpus, write_corpus, write_settings
 
@@ -95,3 +96,25 @@ def test_fatal_pages_fail_the_run_by_name_after_the_successful_books_are_reporte
     store = open_store(Corpus(root=root, config=root / "ocr_assets.yaml", books=[]).settings)
     assert {r.key: r.status for r in store.records(book="NY:Bad:1900")} == {
         "NY:Bad:1900:1": "FATAL_FAILURE", "NY:Bad:1900:2": "BLOCKED"}
+
+
+def test_two_books_materialize_through_gemini_batches_on_the_emulator(corpus: Corpus, instance, gemini_emulator,
+                                                                       monkeypatch) -> None:  # noqa: F811
+    emulator = gemini_emulator(batch_latency_s=0.2)
+    monkeypatch.setenv("OCR_ASSETS_ENGINE", "gemini-batch")
+    monkeypatch.setenv("OCR_ASSETS_GEMINI__BASE_URL", emulator.url)
+    monkeypatch.setenv("OCR_ASSETS_EXECUTION__POLL_INTERVAL_SECONDS", "0.1")
+    assert materialize(instance, ["corpus_plan"]).success
+    start, end = instance.get_dynamic_partitions("books")[0], instance.get_dynamic_partitions("books")[-1]
+    result = materialize(instance, ["page_ocr", "book_courses"], tags={RANGE_START: start, RANGE_END: end})
+    assert result.success
+    pages = materializations(instance, "page_ocr")
+    assert sorted(pages) == corpus.books
+    store = open_store(corpus.settings)
+    assert {r.status for r in store.records()} == {"SUCCESS"} and len(store.records()) == 5
+    assert {b.engine for b in store.batches()} == {"gemini-batch"}
+    # Pages of both books went out together: the first wave holds every chain head of both books.
+    sent = sorted(emulator.state.request_log, key=lambda e: e.seq)
+    first_batch = [e.key for e in sent if e.batch == sent[0].batch]
+    assert {k.rsplit(":", 1)[0] for k in first_batch} == set(corpus.books)
+    assert sorted(e.key for e in sent) == sorted(r.key for r in store.records())  # none sent twice
