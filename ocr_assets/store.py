@@ -214,8 +214,8 @@ CREATE TABLE IF NOT EXISTS kv (
 """
 
 
-class RecordRow(BaseModel):
-    """One record as stored."""
+class PlannedRecord(BaseModel):
+    """A plan node as the store receives it."""
 
     key: str
     book: str
@@ -227,6 +227,11 @@ class RecordRow(BaseModel):
     allow_list_path: str
     upstream_key: str | None = None
     chain_remaining: int = 0
+
+
+class RecordRow(PlannedRecord):
+    """One record as stored: its plan node plus its state."""
+
     upstream_done: bool = False
     status: RecordStatus
     attempts: int = 0
@@ -273,21 +278,6 @@ class BatchTransition(NamedTuple):
     batch_id: str
     seen: BatchState
     state: BatchState
-
-
-class PlannedRecord(BaseModel):
-    """A plan node as the store receives it."""
-
-    key: str
-    book: str
-    state: str
-    school: str
-    year: int
-    page: int
-    image_path: str
-    allow_list_path: str
-    upstream_key: str | None = None
-    chain_remaining: int = 0
 
 
 PLAN_COLUMNS = tuple(PlannedRecord.model_fields)
