@@ -11,7 +11,6 @@ import csv
 import io
 import json
 import re
-import shutil
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,7 +22,7 @@ from pydantic import BaseModel, Field
 from ocr_assets.engines.base import PromptIdentity
 from ocr_assets.outputs import atomic_write_text, read_output
 from ocr_assets.prompts import PromptError, PromptRegistry, page_variables, upstream_context, vars_hash
-from ocr_assets.store import RecordRow, RecordStatus, RecordStore
+from ocr_assets.store import RecordRow, RecordStatus, RecordStore, copy_database_files
 
 
 class OperationsError(ValueError):
@@ -250,14 +249,8 @@ def reset_store(store: RecordStore) -> ResetResult:
     db = store.path
     if not db.exists():
         return ResetResult(backup=None, wiped={})
-    with store.exclusive():
-        # No connection is open under the lock, and every connection checkpoints on close, so the
-        # file alone is consistent; a WAL left by a crash is copied with it.
-        target = backup_path(db)
-        shutil.copy2(db, target)
-        wal = db.with_name(db.name + ".wal")
-        if wal.exists():
-            shutil.copy2(wal, target.with_name(target.name + ".wal"))
+    with store.exclusive():  # backup and wipe in one hold: no write can land between them
+        target = copy_database_files(db, backup_path(db))
         con = duckdb.connect(str(db))
         try:
             tables = [

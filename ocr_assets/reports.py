@@ -11,6 +11,7 @@ import os
 import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -494,6 +495,20 @@ def poll_batches(pipeline: Pipeline, client: Callable[[], Any], limit: int = 25)
     if not any(is_remote_batch(batch.engine) for batch in active):
         return pending_ingest(pipeline)[:limit]
     return poll_active(pipeline, client(), active=active)[:limit]
+
+
+def stuck_batch_alerts(pipeline: Pipeline, *, now: datetime | None = None) -> list[str]:
+    """One line per batch still pending or running past `gemini.stuck_batch_hours`, saying what to do."""
+    from ocr_assets.engines.gemini.runner import stuck_batches
+
+    hours = pipeline.settings.gemini.stuck_batch_hours
+    naive_now = (now or datetime.now(UTC)).astimezone(UTC).replace(tzinfo=None)
+    return [
+        f"STUCK: batch {b.batch_id} ({b.remote_name or 'not created remotely'}) has been {b.state} for "
+        f"{(naive_now - b.created_at).total_seconds() / 3600:.1f} h (> {hours:g} h); "
+        f"`ocr-assets batch-cancel {b.batch_id}` cancels it and returns its {b.record_count} records to retry"
+        for b in stuck_batches(pipeline, now=now)
+    ]
 
 
 def ingest_finished_batch(pipeline: Pipeline, batch_id: str, client: Callable[[], Any]) -> list[str]:

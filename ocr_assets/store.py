@@ -1,19 +1,19 @@
 """The record store: DuckDB file holding every record's state, batches, failures, costs and inferences.
 
 DuckDB allows one read-write process per file and no readers beside it, while Dagster runs, the
-daemon's sensors and the CLI are separate processes. So every access goes open → short transaction
-→ close under an exclusive OS file lock (`<db>.lock`); see DESIGN.md for the measurement that
-rejected "retry on lock error" alone. Transitions are guarded SQL: a record only moves from the
+daemon's sensors and the CLI are separate processes. So every access is a short transaction under
+an exclusive OS file lock (`<db>.lock`), with the connection leased between close-together calls
+and handed back when idle (`store_lease`); see DESIGN.md for the measurement that rejected "retry
+on lock error" alone. Transitions are guarded SQL: a record only moves from the
 states its transition allows, and results only apply to the batch the record is in.
 """
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
+import shutil
 import socket
-import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -24,6 +24,8 @@ from typing import Any, NamedTuple
 import duckdb
 from pydantic import BaseModel, Field
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
+
+from ocr_assets.store_lease import lease_for
 
 
 class RecordStatus(StrEnum):
@@ -331,16 +333,7 @@ class ApplySummary(BaseModel):
     blocked: int = 0
 
 
-_LOCAL_LOCKS: dict[str, threading.Lock] = {}
-_LOCAL_LOCKS_GUARD = threading.Lock()
-
-
-def _thread_lock(path: str) -> threading.Lock:
-    with _LOCAL_LOCKS_GUARD:
-        return _LOCAL_LOCKS.setdefault(path, threading.Lock())
-
-
-# Opening is on every store call: skip extension auto-loading work the store never needs.
+# Skip extension auto-loading work the store never needs.
 # Closing checkpoints, and each ingest transaction lands as its own small row group; vacuum would
 # merge it into its neighbours at every checkpoint, recompressing them again and again (20k-record
 # ingest bench: 11 s of checkpoints → 4 s without). The cost: deleted rows' space is not compacted.
@@ -358,35 +351,39 @@ def _is_lock_conflict(exc: BaseException) -> bool:
 
 
 class RecordStore:
-    """Open → short transaction → close, under an exclusive file lock, for every access."""
+    """Every access is one transaction under the store's exclusive file lock (see `store_lease`)."""
 
     def __init__(self, path: str | Path, *, max_attempts: int = 3):
         self.path = Path(path)
         self.max_attempts = max_attempts
-        self._lock_path = self.path.with_name(self.path.name + ".lock")
         self._schema_ready = False
 
     # -- connection management -------------------------------------------------------------
 
     @contextmanager
     def exclusive(self) -> Iterator[None]:
-        """Hold the store's lock without opening the database (file-level work: backup, wipe)."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        # flock serialises processes; the thread lock serialises threads of this process, which
-        # would otherwise share DuckDB's in-process instance cache and its single writer.
-        with _thread_lock(str(self.path.resolve())), open(self._lock_path, "a+") as lock_file:
-            fcntl.flock(lock_file, fcntl.LOCK_EX)
+        """Hold the store's lock with the database closed (file-level work: backup, wipe)."""
+        with lease_for(self.path).use() as lease:
             try:
+                lease.acquire()
+                lease.close_connection()
                 yield
             finally:
-                fcntl.flock(lock_file, fcntl.LOCK_UN)
+                lease.release()
+
+    def copy_to(self, target: str | Path) -> Path:
+        """A consistent copy of the database file (and a WAL a crash left), taken under the lock."""
+        with self.exclusive():
+            return copy_database_files(self.path, Path(target))
 
     @contextmanager
     def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """An exclusive connection; everything inside runs in one transaction, committed on exit."""
-        with self.exclusive():
-            con = self._open()
+        with lease_for(self.path).use() as lease:
+            keep = False
             try:
+                lease.acquire()
+                con = lease.connection(self._open)
                 if not self._schema_ready:
                     con.execute(_SCHEMA)
                     self._schema_ready = True
@@ -397,8 +394,9 @@ class RecordStore:
                     con.execute("ROLLBACK")
                     raise
                 con.execute("COMMIT")
+                keep = True  # after any failure the connection is closed, not trusted for the next call
             finally:
-                con.close()
+                lease.done(keep=keep)
 
     # Another program (a user's duckdb shell) may hold the file without our lock: retry briefly.
     @retry(
@@ -636,34 +634,30 @@ class RecordStore:
             return []
         now = utcnow()
         owner = owner or f"{socket.gethostname()}:{os.getpid()}"
-        import pyarrow as pa
-
-        claim_table = pa.table(  # noqa: F841 - referenced by name in SQL
-            {
-                "key": [i.key for i in items],
-                "batch_index": [i.batch_index for i in items],
-                "prompt_name": [i.prompt_name for i in items],
-                "prompt_version": [i.prompt_version for i in items],
-                "prompt_vars_hash": [i.prompt_vars_hash for i in items],
-            }
-        )
+        # The claim as a relation built from parameter lists (no pyarrow import on the submit path).
+        claim_cte = """WITH claim_table AS (
+            SELECT unnest(?::VARCHAR[]) AS key, unnest(?::INTEGER[]) AS batch_index,
+                   unnest(?::VARCHAR[]) AS prompt_name, unnest(?::VARCHAR[]) AS prompt_version,
+                   unnest(?::VARCHAR[]) AS prompt_vars_hash)"""
+        claim_params = [[i.key for i in items], [i.batch_index for i in items], [i.prompt_name for i in items],
+                        [i.prompt_version for i in items], [i.prompt_vars_hash for i in items]]
         with self.connect() as con:
             eligible = [
                 r[0]
                 for r in con.execute(
-                    """
+                    claim_cte + """
                     SELECT r.key FROM records r JOIN claim_table c ON c.key = r.key
                     WHERE r.status IN ('PENDING', 'RETRYABLE_FAILURE') AND r.attempts < ?
                       AND (r.upstream_key IS NULL OR r.upstream_done OR ?)
                     """,
-                    [self.max_attempts, not require_upstream],
+                    [*claim_params, self.max_attempts, not require_upstream],
                 ).fetchall()
             ]
             if not eligible:
                 return []
             increment = 1 if count_attempt else 0
             con.execute(
-                f"""
+                claim_cte + f"""
                 UPDATE records SET status = 'RUNNING', batch_id = ?, batch_index = c.batch_index,
                     attempts = records.attempts + {increment}, engine = ?, model = ?,
                     prompt_name = c.prompt_name, prompt_version = c.prompt_version,
@@ -671,7 +665,7 @@ class RecordStore:
                 FROM claim_table c
                 WHERE records.key = c.key AND records.key IN (SELECT unnest(?))
                 """,
-                [batch_id, engine, model, now, eligible],
+                [*claim_params, batch_id, engine, model, now, eligible],
             )
             con.execute(
                 """
@@ -1030,6 +1024,19 @@ class RecordStore:
                 "INSERT INTO kv (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value",
                 [name, value],
             )
+
+
+def copy_database_files(db: Path, target: Path) -> Path:
+    """Copy a store file and a WAL a crash left; the caller holds `RecordStore.exclusive()`.
+
+    No connection is open under that lock and closing checkpoints, so the file alone is consistent.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(db, target)
+    wal = db.with_name(db.name + ".wal")
+    if wal.exists():
+        shutil.copy2(wal, target.with_name(target.name + ".wal"))
+    return target
 
 
 def _propagate_blocked(con: duckdb.DuckDBPyConnection, now: datetime) -> int:

@@ -10,7 +10,7 @@ import csv
 import io
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
@@ -20,16 +20,15 @@ from rich.text import Text
 from ocr_assets import operations as ops
 from ocr_assets.cli.common import ConfigOption, console, friendly_errors, get_settings, table
 from ocr_assets.engines.base import PageFailure, PageOutcome
-from ocr_assets.engines.local.devices import DeviceError
-from ocr_assets.engines.local.exports import parse_formats, write_exports
-from ocr_assets.engines.local.runner import LocalInference
-from ocr_assets.engines.local.vlm_engine import ModelLoadError
 from ocr_assets.outputs import atomic_write_text, read_output
 from ocr_assets.pipeline import Pipeline, RunSummary
 from ocr_assets.plan import build_plan
 from ocr_assets.prompts import PromptError
 from ocr_assets.settings import Settings
 from ocr_assets.store import RecordStatus
+
+if TYPE_CHECKING:
+    from ocr_assets.engines.local.runner import LocalInference
 
 local_app = typer.Typer(help="Run the local engine (RapidOCR on CPU, or a local VLM on GPU).", no_args_is_help=True,
                         rich_markup_mode=None)
@@ -61,6 +60,8 @@ def local_settings(
 
 
 def make_engine(settings: Settings) -> LocalInference:
+    from ocr_assets.engines.local.runner import LocalInference  # the local engine loads only for local commands
+
     local = settings.local
     return LocalInference(engine=local.engine, device=local.device, batch_size=local.batch_size,
                           model_dir=local.model_dir)
@@ -79,6 +80,10 @@ def run(
     failures_csv: Annotated[Path | None, typer.Option(help="Where to write this run's failures (default: output root).")] = None,
 ) -> None:
     """Plan new pages, then OCR every runnable page with the local engine (SUCCESS pages are skipped)."""
+    from ocr_assets.engines.local.devices import DeviceError
+    from ocr_assets.engines.local.exports import parse_formats
+    from ocr_assets.engines.local.vlm_engine import ModelLoadError
+
     with friendly_errors(ValueError):
         wanted = parse_formats(formats)
         settings = local_settings(get_settings(config), device=device, batch_size=batch_size, engine=engine,
@@ -146,6 +151,8 @@ def _run_with_progress(
 
 
 def _report(pipeline: Pipeline, summary: RunSummary, elapsed: float, formats: list, failures_path: Path) -> None:
+    from ocr_assets.engines.local.exports import write_exports
+
     store = pipeline.store
     rate = summary.attempted / elapsed if elapsed > 0 else 0.0
     console.print(table("local run", ["attempted", "succeeded", "retryable", "fatal", "blocked", "seconds", "pages/s"],

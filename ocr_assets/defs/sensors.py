@@ -6,7 +6,7 @@ from ocr_assets.defs.jobs import BATCH_TAG, BOOKS_TAG, ingest_batch_job, submit_
 from ocr_assets.defs.partitions import books
 from ocr_assets.defs.resources import GeminiResource, RecordStoreResource, SettingsResource, TrackerResource, make_pipeline
 from ocr_assets.plan import build_plan
-from ocr_assets.reports import batch_books, poll_batches, submit_blocker
+from ocr_assets.reports import batch_books, poll_batches, stuck_batch_alerts, submit_blocker
 
 def _sensor(**kwargs):
     """`dg.sensor` whose UI description is the function's docstring (as for assets); STOPPED by default."""
@@ -54,9 +54,13 @@ def batch_poll_sensor(
     context: dg.SensorEvaluationContext, settings: SettingsResource, store: RecordStoreResource,
     gemini: GeminiResource, tracker: TrackerResource,
 ) -> dg.SensorResult | dg.SkipReason:
-    """Poll every active batch (one cheap get each) and launch one ingest run per finished batch."""
+    """Poll every active batch (one cheap get each) and launch one ingest run per finished batch;
+    batches pending or running past `gemini.stuck_batch_hours` are reported in the tick's log."""
     pipeline = make_pipeline(gemini.configure(settings.load(engine="gemini-batch")), store, tracker)
     finished = poll_batches(pipeline, lambda: gemini.batch_client(pipeline))
+    stuck = stuck_batch_alerts(pipeline)
+    for line in stuck:
+        context.log.warning(line)
     touched = batch_books(pipeline.store, [batch.batch_id for batch in finished])  # one read for every batch
     requests = []
     for batch in finished:  # launch only: each ingest runs in its own run, never inline in the tick
@@ -68,5 +72,5 @@ def batch_poll_sensor(
                   BOOKS_TAG: ",".join(touched[batch.batch_id])[:2000]},
         ))
     if not requests:
-        return dg.SkipReason("no finished batch to ingest")
+        return dg.SkipReason("no finished batch to ingest" + (f"; {len(stuck)} stuck: {stuck[0]}" if stuck else ""))
     return dg.SensorResult(run_requests=requests)

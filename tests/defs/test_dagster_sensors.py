@@ -165,3 +165,30 @@ def test_a_batch_with_too_few_results_raises_an_alert_in_the_ingest_metadata(cor
     assert metadata["ALERT"] == alert
     assert (metadata["integrity_submitted"], metadata["integrity_missing_count"]) == (1, 1)
     assert [r.data["key"] for r in metadata["records"].records] == [head.key]
+
+
+def test_the_poll_sensor_reports_a_batch_stuck_past_the_configured_age(
+    corpus: Corpus, instance, gemini_emulator, monkeypatch, capfd  # noqa: F811
+) -> None:
+    emulator = gemini_emulator(batch_latency_s=0.2, faults={"stuck_batches": [1]})
+    monkeypatch.setenv("OCR_ASSETS_GEMINI__BASE_URL", emulator.url)
+    monkeypatch.setenv("OCR_ASSETS_ENGINE", "gemini-batch")
+    _plan(corpus)
+    launch(instance, batch_submit_sensor, tick(batch_submit_sensor, instance))
+    store = open_store(corpus.settings)
+    [batch] = [b for b in store.active_batches() if b.engine == "gemini-batch"]
+    young = tick(batch_poll_sensor, instance)
+    assert isinstance(young, dg.SkipReason) and "stuck" not in young.skip_message.lower()
+
+    with store.connect() as con:  # the job has sat there for 30 h (stuck_batch_hours defaults to 26)
+        con.execute("UPDATE batches SET created_at = created_at - INTERVAL 30 HOUR WHERE batch_id = ?",
+                    [batch.batch_id])
+    capfd.readouterr()
+    old = tick(batch_poll_sensor, instance)
+    assert isinstance(old, dg.SkipReason)
+    assert f"STUCK: batch {batch.batch_id}" in old.skip_message and "batch-cancel" in old.skip_message
+    # The tick's log (what the UI shows for the tick) has one warning for it, with its age and remote name.
+    warnings = [line for line in capfd.readouterr().err.splitlines() if "STUCK" in line]
+    assert len(warnings) == 1 and "WARNING" in warnings[0] and "30.0 h" in warnings[0]
+    assert batch.remote_name in warnings[0]
+    assert store.get_batch(batch.batch_id).state in (BatchState.PENDING, BatchState.RUNNING)  # reported, not touched

@@ -18,6 +18,7 @@ import io
 import json
 import logging
 import os
+import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -233,6 +234,7 @@ class GeminiBatchClient:
         self.settings = settings
         self.model = settings.model.name
         self._client = client
+        self._client_lock = threading.Lock()
         self.store = store
         g = settings.gemini
         self.archive_dir = Path(g.archive_dir) if g.archive_dir else Path(settings.paths.database).parent / "batch_archive"
@@ -243,8 +245,11 @@ class GeminiBatchClient:
 
     @property
     def client(self) -> Any:
+        """The SDK client, built on first use (upload threads may race here: one client, never dropped)."""
         if self._client is None:
-            self._client = make_client(self.settings)
+            with self._client_lock:
+                if self._client is None:
+                    self._client = make_client(self.settings)
         return self._client
 
     # -- encode ----------------------------------------------------------------------------

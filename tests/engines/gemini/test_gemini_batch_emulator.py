@@ -187,8 +187,7 @@ def test_ingest_is_idempotent_and_replay_from_the_archive_is_byte_identical(tmp_
     batch_id = submit_wave(pipeline, client).batches[0]
     wait_finished(pipeline, client)
     db = Path(pipeline.settings.paths.database)
-    snapshot = tmp_path / "before_ingest.duckdb"
-    shutil.copy(db, snapshot)
+    snapshot = store.copy_to(tmp_path / "before_ingest.duckdb")
 
     first = ingest_batch(pipeline, client, batch_id)
     assert first.succeeded + first.retryable == 6 and first.retryable > 0
@@ -203,7 +202,8 @@ def test_ingest_is_idempotent_and_replay_from_the_archive_is_byte_identical(tmp_
 
     # replay without the API: the DB as it was before ingest, outputs gone, emulator stopped
     server.stop()
-    shutil.copy(snapshot, db)
+    with store.exclusive():  # file-level work on a store goes under its lock (our lease is closed there)
+        shutil.copy(snapshot, db)
     for path in outputs:
         path.unlink()
     replay = ingest_batch(Pipeline(pipeline.settings), client, batch_id, from_archive=True)
