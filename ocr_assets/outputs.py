@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+import time
 from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -85,6 +86,7 @@ def write_outputs(
                 path = output_path(output_root, key)
                 if path.parent not in folders:
                     path.parent.mkdir(parents=True, exist_ok=True)
+                    sweep_stale_temps(path.parent)
                     folders.add(path.parent)
                 staged.append((key, path, text, pool.submit(_write_temp, path, text.encode("utf-8"))))
         for _, path, _, future in staged:
@@ -97,6 +99,31 @@ def write_outputs(
     for folder in folders:
         fsync_dir(folder)
     return {key: WrittenOutput(path, future.result()[1], text) for key, path, text, future in staged}
+
+
+# A temp file is written, fsynced and renamed within a second; one this old was left by a killed
+# process (it is never an output: readers only see renamed files) and is only litter.
+STALE_TEMP_S = 600.0
+
+
+def sweep_stale_temps(folder: Path, *, older_than_s: float = STALE_TEMP_S) -> int:
+    """Delete temp files of ours in `folder` left by killed writers; returns how many were removed."""
+    cutoff = time.time() - older_than_s
+    removed = 0
+    try:
+        entries = list(os.scandir(folder))
+    except FileNotFoundError:
+        return 0
+    for entry in entries:
+        if not (entry.name.startswith(".") and entry.name.endswith(".tmp")):
+            continue
+        try:
+            if entry.is_file(follow_symlinks=False) and entry.stat(follow_symlinks=False).st_mtime < cutoff:
+                os.unlink(entry.path)
+                removed += 1
+        except FileNotFoundError:  # another sweeper got it first
+            pass
+    return removed
 
 
 def _write_temp(path: Path, data: bytes) -> tuple[str, str]:

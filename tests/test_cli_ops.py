@@ -131,6 +131,25 @@ def test_reset_needs_yes_then_backs_up_and_wipes(cli) -> None:
     assert len(pipeline.store.records()) == 7
 
 
+def test_backup_copies_every_committed_row_while_the_store_is_in_use(cli, tmp_path) -> None:
+    import duckdb
+
+    invoke, pipeline, _ = cli
+    pipeline.store.audit("just before the backup", {})  # committed, and this process still holds its lease
+    target = tmp_path / "copies" / "store-copy.duckdb"
+    result = invoke("backup", "--to", str(target))
+    assert result.exit_code == 0, result.output
+    assert str(target) in result.output.replace("\n", "")
+    con = duckdb.connect(str(target), read_only=True)
+    try:
+        assert con.execute("SELECT count(*) FROM records").fetchone()[0] == len(pipeline.store.records()) == 7
+        assert con.execute("SELECT count(*) FROM audit_log WHERE action = 'just before the backup'").fetchone()[0] == 1
+    finally:
+        con.close()
+    default = invoke("backup")
+    assert default.exit_code == 0 and len(list(pipeline.store.path.parent.glob("store.backup-*.duckdb"))) == 1
+
+
 def test_show_prints_a_records_full_history(cli) -> None:
     invoke, pipeline, _ = cli
     result = invoke("show", f"{A}:5")

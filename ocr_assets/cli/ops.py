@@ -33,6 +33,7 @@ def register(app: typer.Typer) -> None:
     app.add_typer(failures_app, name="failures")
     app.command("retry")(retry)
     app.command("reset")(reset)
+    app.command("backup")(backup)
     app.command("show")(show)
     app.command("inferences")(inferences)
     app.command("eval")(eval_prompts)
@@ -158,6 +159,19 @@ def reset(
         )
     console.print(f"backup written to {escape(str(result.backup))}")
     console.print(_table("rows wiped", ["table", "rows"], sorted(result.wiped.items())))
+
+
+def backup(
+    config: ConfigOption = None,
+    to: Annotated[Path | None, typer.Option("--to", help="Where to write the copy (default: beside the store).")] = None,
+) -> None:
+    """Copy the record store consistently, even while runs and sensors use it (taken under its lock)."""
+    store = open_store(get_settings(config))
+    if not store.path.exists():
+        err_console.print(f"[red]error:[/red] {escape(str(store.path))} does not exist (nothing planned yet?)")
+        raise typer.Exit(1)
+    target = store.copy_to(to or ops.backup_path(store.path))
+    console.print(f"backup written to {escape(str(target))}")
 
 
 def show(
