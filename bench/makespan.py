@@ -307,7 +307,9 @@ def main() -> None:
             failed.append(label)
         if context == "local_ocr":
             # What a wave costs beyond the batch latency: our prompt building, upload, fetch and ingest.
-            client_s = (run["makespan_s"] - run["context_s"] - run["waves"] * args.latency) / max(1, run["waves"])
+            # (≤ 0 when the client's work overlapped the batches' latency entirely)
+            client_s = max(0.0, (run["makespan_s"] - run["context_s"] - run["waves"] * args.latency)
+                           / max(1, run["waves"]))
             line += (f"; local OCR context pass {run['context_s']:.1f} s in all (model load included), "
                      f"{run['recognised']} distinct upstream image(s) recognised; per wave: {args.latency:g} s batch "
                      f"latency + {client_s:.2f} s of client work (prompts, upload, fetch, ingest of "
