@@ -44,7 +44,8 @@ def main() -> None:
 
     cli = Path(sys.executable).with_name("ocr-assets")
     compileall.compile_dir(REPO / "ocr_assets", quiet=1)
-    timings: list[float] = []
+    timings: list[float] = []  # until the process exited (what `id=$(ocr-assets submit …)` waits for)
+    printed: list[float] = []  # until the batch id was on stdout (what a person at a terminal waits for)
     cpu: list[float] = []
     with EmulatorServer(EmulatorConfig(batch_latency_s=3600), answerer=EchoAnswerer()) as server, \
             tempfile.TemporaryDirectory() as tmp:
@@ -63,23 +64,27 @@ def main() -> None:
             subprocess.run([str(cli), "plan"], env=env, check=True, capture_output=True)
             before = resource.getrusage(resource.RUSAGE_CHILDREN)
             started = time.perf_counter()
-            done = subprocess.run([str(cli), "submit", "--batch", "--limit", "10", "--no-plan"], env=env,
-                                  check=True, capture_output=True, text=True)
+            child = subprocess.Popen([str(cli), "submit", "--batch", "--limit", "10", "--no-plan"], env=env,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            first_line = child.stdout.readline()  # printed and flushed once the wave is created
+            printed.append(time.perf_counter() - started)
+            rest, err = child.communicate()
             timings.append(time.perf_counter() - started)
             after = resource.getrusage(resource.RUSAGE_CHILDREN)
             cpu.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
-            if not done.stdout.strip().startswith("gb-"):
-                raise SystemExit(f"no batch id printed: {done.stdout!r} {done.stderr!r}")
+            if child.returncode != 0 or not first_line.startswith("gb-"):
+                raise SystemExit(f"no batch id printed (exit {child.returncode}): {first_line + rest!r} {err!r}")
     record("submit latency: `ocr-assets submit --batch --limit 10` against the emulator", {
         "repetitions": args.repeat,
-        "median seconds to batch id": f"{statistics.median(timings):.2f}",
-        "max seconds": f"{max(timings):.2f}",
-        "all runs (s)": ", ".join(f"{t:.2f}" for t in timings),
+        "median seconds to the process exit": f"{statistics.median(timings):.2f} (max {max(timings):.2f})",
+        "median seconds to the batch id on stdout": f"{statistics.median(printed):.2f} (max {max(printed):.2f})",
+        "all runs, exit (s)": ", ".join(f"{t:.2f}" for t in timings),
         "median CPU seconds of the CLI process (user + sys)": f"{statistics.median(cpu):.2f}",
         "load average (1 min) after": f"{os.getloadavg()[0]:.2f}",
-        "target": f"≤ {TARGET_S:.0f} s ({'met' if statistics.median(timings) <= TARGET_S else 'MISSED'})",
-    })
-
+        "target": f"≤ {TARGET_S:.0f} s to the process exit "
+                  f"({'met' if statistics.median(timings) <= TARGET_S else 'MISSED'})",
+    }, notes="the gap between the two medians is interpreter teardown (a last garbage collection over "
+             "everything the command imported)")
 
 if __name__ == "__main__":
     main()
