@@ -74,12 +74,20 @@ def main() -> None:
             cpu.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
             if child.returncode != 0 or not first_line.startswith("gb-"):
                 raise SystemExit(f"no batch id printed (exit {child.returncode}): {first_line + rest!r} {err!r}")
+    # The part no change of ours can touch, timed the same way: how fast this host is right now.
+    sdk_import = []
+    for _ in range(3):
+        started = time.perf_counter()
+        subprocess.run([sys.executable, "-c", "import google.genai"], check=True)
+        sdk_import.append(time.perf_counter() - started)
     record("submit latency: `ocr-assets submit --batch --limit 10` against the emulator", {
         "repetitions": args.repeat,
         "median seconds to the process exit": f"{statistics.median(timings):.2f} (max {max(timings):.2f})",
         "median seconds to the batch id on stdout": f"{statistics.median(printed):.2f} (max {max(printed):.2f})",
         "all runs, exit (s)": ", ".join(f"{t:.2f}" for t in timings),
         "median CPU seconds of the CLI process (user + sys)": f"{statistics.median(cpu):.2f}",
+        "host speed now: `python -c 'import google.genai'` alone, median of 3 (s)":
+            f"{statistics.median(sdk_import):.2f}",
         "load average (1 min) after": f"{os.getloadavg()[0]:.2f}",
         "target": f"≤ {TARGET_S:.0f} s to the process exit "
                   f"({'met' if statistics.median(timings) <= TARGET_S else 'MISSED'})",
