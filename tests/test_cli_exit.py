@@ -7,22 +7,13 @@ from pathlib import Path
 
 import duckdb
 
-from tests.fixtures.corpus import REPO_ROOT, write_book
+from tests.fixtures.corpus import REPO_ROOT, settings_env, write_book
 
 RUN_MAIN = "import sys; from ocr_assets.cli import main; sys.argv[0] = 'ocr-assets'; main()"
 
 
 def _env(root: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OCR_ASSETS_")}
-    env.update({
-        "OCR_ASSETS_PATHS__IMAGES_ROOT": str(root / "images"),
-        "OCR_ASSETS_PATHS__ALLOW_LIST_ROOT": str(root / "allow_list"),
-        "OCR_ASSETS_PATHS__OUTPUT_ROOT": str(root / "output"),
-        "OCR_ASSETS_PATHS__DATABASE": str(root / "state" / "store.duckdb"),
-        "OCR_ASSETS_PROMPT__REGISTRY_DIR": str(REPO_ROOT / "prompts"),
-        "OCR_ASSETS_CONFIG": str(root / "ocr_assets.yaml"),
-    })
-    return env
+    return {**{k: v for k, v in os.environ.items() if not k.startswith("OCR_ASSETS_")}, **settings_env(root)}
 
 
 def _cli(root: Path, *args: str, code: str = RUN_MAIN) -> subprocess.CompletedProcess:
