@@ -98,6 +98,9 @@ class GeminiSettings(_Section):
     # An explicit context cache (`cachedContents/...`) every request names; priced as the API bills it.
     cached_content: str | None = None
     upload_concurrency: int = Field(8, ge=1, le=64)
+    # Batch status GETs in flight at once per poll tick (100 active jobs polled one by one at ~0.2 s
+    # each would take a sensor tick 20 s).
+    poll_concurrency: int = Field(8, ge=1, le=64)
     # The binding batch limit is enqueued input tokens per model across active jobs (tier 1: 3M).
     max_enqueued_tokens: int = Field(3_000_000, ge=1)
     # One input JSONL must stay under the API's 2 GB; a wave larger than this is sharded into batches.

@@ -38,7 +38,7 @@ def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, gemini_emulator):
         "paths": {"images_root": "images", "allow_list_root": "allow_list", "output_root": "output",
                   "database": "state/store.duckdb"},
         "prompt": {"registry_dir": str(REPO_ROOT / "prompts")},
-        "execution": {"poll_interval_seconds": 0.1, "max_attempts": 2},
+        "execution": {"max_attempts": 2},  # polls every 30 s unless a command says otherwise
         "gemini": {"base_url": server.url, "retry_initial_wait_s": 0, "retry_max_wait_s": 0},
     }))
     monkeypatch.setenv("GEMINI_API_KEY", SENTINEL)
@@ -114,8 +114,10 @@ def test_cancel_returns_the_records_to_retryable(cli):
 
 def test_run_batch_drives_every_record_to_success_in_chain_order(cli):
     invoke, pipeline, server = cli
-    result = invoke("run", "--batch")
+    result = invoke("run", "--batch", "--poll-interval", "0.1")  # at the 30 s default this would take minutes
     assert result.exit_code == 0, result.output
+    ticks = [line for line in result.output.splitlines() if line.startswith("tick ")]
+    assert len(ticks) >= 3 and int(ticks[-1].rsplit(", ", 1)[1].rstrip("s")) < 30  # ticks < one default interval
     records = pipeline.store.records()
     assert len(records) == 5 and {r.status for r in records} == {RecordStatus.SUCCESS}
     # No page is ever sent twice.

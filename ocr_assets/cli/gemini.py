@@ -70,6 +70,9 @@ def run(
     limit: Annotated[int | None, typer.Option(help="Attempt at most this many records.")] = None,
     book: BookOption = None,
     plan: Annotated[bool, typer.Option(help="Scan the corpus for new pages first.")] = True,
+    poll_interval: Annotated[float | None, typer.Option(
+        min=0.01, help="Seconds between batch polls (default: execution.poll_interval_seconds, 30; "
+                       "the emulator's batches take seconds, so e.g. 0.5 there).")] = None,
 ) -> None:
     """Drive every selected record to terminal (SUCCESS, FATAL or BLOCKED) with one engine.
 
@@ -79,6 +82,9 @@ def run(
     settings = get_settings(config)
     chosen = "gemini-batch" if batch else (engine or settings.engine)
     settings = settings.model_copy(update={"engine": chosen})
+    if poll_interval is not None:
+        settings = settings.model_copy(update={"execution": settings.execution.model_copy(
+            update={"poll_interval_seconds": poll_interval})})
     pipeline = _pipeline(settings)
     if plan:
         _plan(pipeline, console)

@@ -22,6 +22,7 @@ import socket
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -548,14 +549,11 @@ def _poll(pipeline: Pipeline, client: GeminiBatchClient, *, now: datetime | None
             active = _ours(pipeline.store.active_batches())
     still: list[BatchRow] = []
     changes: list[BatchTransition] = []
+    remote = [b for b in active if b.state in (BatchState.PENDING, BatchState.RUNNING) and b.remote_name]
+    statuses = _poll_remote(client, remote, pipeline.settings.gemini.poll_concurrency)
     for batch in active:
-        if batch.state not in (BatchState.PENDING, BatchState.RUNNING) or not batch.remote_name:
-            still.append(batch)
-            continue
-        try:
-            status = client.poll(batch.remote_name)
-        except Exception as exc:  # one unreachable job must not stop the others
-            log.warning("poll of batch %s failed: %s", batch.batch_id, describe_error(exc))
+        status = statuses.get(batch.batch_id)
+        if status is None:  # not remote yet (submitting, held), or its poll failed: unchanged this tick
             still.append(batch)
             continue
         if status.state != batch.state:
@@ -567,6 +565,24 @@ def _poll(pipeline: Pipeline, client: GeminiBatchClient, *, now: datetime | None
     moved_on = {c.batch_id for c in changes} - set(pipeline.store.set_batch_states(changes))
     still = [b for b in still if b.batch_id not in moved_on]  # changed elsewhere meanwhile: state unknown here
     return pending_ingest(pipeline), still
+
+
+def _poll_remote(client: GeminiBatchClient, batches: Sequence[BatchRow], concurrency: int) -> dict[str, Any]:
+    """batch_id → RemoteStatus for every batch whose GET answered, `concurrency` GETs at a time."""
+
+    def one(batch: BatchRow) -> tuple[str, Any]:
+        try:
+            return batch.batch_id, client.poll(batch.remote_name)
+        except Exception as exc:  # one unreachable job must not stop the others
+            log.warning("poll of batch %s failed: %s", batch.batch_id, describe_error(exc))
+            return batch.batch_id, None
+
+    if len(batches) <= 1 or concurrency <= 1:
+        results = [one(b) for b in batches]
+    else:
+        with ThreadPoolExecutor(max_workers=min(concurrency, len(batches)), thread_name_prefix="poll") as pool:
+            results = list(pool.map(one, batches))
+    return {batch_id: status for batch_id, status in results if status is not None}
 
 
 def stuck_batches(pipeline: Pipeline, *, now: datetime | None = None, hours: float | None = None) -> list[BatchRow]:

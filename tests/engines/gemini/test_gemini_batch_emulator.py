@@ -427,3 +427,35 @@ def test_the_ledger_bills_batch_at_half_the_realtime_cost_of_the_same_tokens_and
         uncached_batch = (row["prompt_tokens"] * model.input_price_per_mtok
                           + row["output_tokens"] * model.output_price_per_mtok) * model.batch_discount / 1e6
         assert row["cost_usd"] < uncached_batch  # the cached prefix is billed at the cache price
+
+
+def test_one_poll_tick_asks_for_every_active_batch_at_once_and_records_each_state(tmp_path, monkeypatch,
+                                                                                 gemini_emulator):
+    import threading
+    import time
+
+    server = gemini_emulator(batch_latency_s=0.3, faults={"slow_poll_rate": 1.0, "slow_poll_s": 0.3})
+    books = {f"ny:school{i}:1900": [1] for i in range(6)}
+    pipeline, client = make_pipeline(tmp_path, monkeypatch, server, books, execution__batch_size_limit=1,
+                                     execution__max_concurrent_batches=6, gemini__poll_concurrency=4)
+    submitted = submit_wave(pipeline, client).batches
+    assert len(submitted) == 6
+    calls: list[tuple[float, float, str]] = []
+    real_poll = client.poll
+
+    def timed_poll(name):
+        start = time.monotonic()
+        try:
+            return real_poll(name)
+        finally:
+            calls.append((start, time.monotonic(), threading.current_thread().name))
+
+    monkeypatch.setattr(client, "poll", timed_poll)
+    time.sleep(0.5)  # every job has finished remotely
+    finished = poll_active(pipeline, client)
+    assert sorted(b.batch_id for b in finished) == sorted(submitted)  # all six seen in one tick
+    assert len(calls) == 6
+    # The GETs overlapped (several in flight at once), but never more than poll_concurrency of them.
+    in_flight = max(sum(1 for s, e, _ in calls if s <= start < e) for start, _, _ in calls)
+    assert 2 <= in_flight <= 4
+    assert {b.state for b in pipeline.store.batches() if b.batch_id in submitted} == {BatchState.SUCCEEDED}
