@@ -24,18 +24,11 @@ def output_path(output_root: Path, key: str) -> Path:
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write to a temp file in the same folder, fsync, then rename: readers never see a partial file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = _write_temp(path, data)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
+        Path(tmp).unlink(missing_ok=True)
         raise
 
 
@@ -88,7 +81,7 @@ def write_outputs(
                     path.parent.mkdir(parents=True, exist_ok=True)
                     sweep_stale_temps(path.parent)
                     folders.add(path.parent)
-                staged.append((key, path, text, pool.submit(_write_temp, path, text.encode("utf-8"))))
+                staged.append((key, path, text, pool.submit(_stage, path, text.encode("utf-8"))))
         for _, path, _, future in staged:
             os.replace(future.result()[0], path)
     except BaseException:
@@ -126,8 +119,8 @@ def sweep_stale_temps(folder: Path, *, older_than_s: float = STALE_TEMP_S) -> in
     return removed
 
 
-def _write_temp(path: Path, data: bytes) -> tuple[str, str]:
-    """Write `data` durably to a new temp file beside `path`; returns (temp path, sha256 of data)."""
+def _write_temp(path: Path, data: bytes) -> str:
+    """Write `data` durably to a new temp file beside `path` (named so a sweep can find it); its path."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as fh:
@@ -137,7 +130,12 @@ def _write_temp(path: Path, data: bytes) -> tuple[str, str]:
     except BaseException:
         os.unlink(tmp)
         raise
-    return tmp, hashlib.sha256(data).hexdigest()  # hashing a large buffer releases the GIL
+    return tmp
+
+
+def _stage(path: Path, data: bytes) -> tuple[str, str]:
+    """A durable temp file for `path`: (temp path, sha256 of data)."""
+    return _write_temp(path, data), hashlib.sha256(data).hexdigest()  # hashing a large buffer releases the GIL
 
 
 def fsync_dir(folder: Path) -> None:

@@ -125,6 +125,7 @@ class StoreLease:
         else:
             _REAPER.wake()
 
+
 _LEASES: dict[str, StoreLease] = {}
 _LEASES_GUARD = threading.Lock()
 _ORPHANS: list[StoreLease] = []

@@ -395,21 +395,18 @@ class BatchQueue:
             return sorted((b for b in self._batches.values() if b.owner == owner and not b.deleted),
                           key=lambda b: b.ordinal, reverse=True)
 
-    def cancel(self, owner: str, batch_id: str) -> None:
+    def cancel(self, owner: str, batch_id: str) -> Batch:
         with self.state.lock:
             batch = self._owned(owner, batch_id)
             self._refresh(batch)
             if batch.state in ACTIVE:
                 batch.cancel_requested = True
                 self._finish(batch, CANCELLED, with_output=False)
+            return batch
 
     def delete(self, owner: str, batch_id: str) -> None:
-        with self.state.lock:
-            batch = self._owned(owner, batch_id)
-            self._refresh(batch)
-            if batch.state in ACTIVE:
-                batch.cancel_requested = True
-                self._finish(batch, CANCELLED, with_output=False)
+        with self.state.lock:  # re-entrant: cancel takes it too
+            batch = self.cancel(owner, batch_id)
             batch.deleted = True
             self.state.log_event("deleted", batch.name, batch.estimated_tokens)
 

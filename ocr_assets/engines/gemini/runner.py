@@ -29,7 +29,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from ocr_assets.engines.base import PageFailure, PageOutcome, PageRequest, PageSuccess
+from ocr_assets.engines.base import PageFailure, PageOutcome, PageRequest
 from ocr_assets.engines.gemini.batch import (
     CreateRefused,
     GeminiBatchClient,
@@ -51,7 +51,6 @@ from ocr_assets.store import (
     ClaimItem,
     RecordRow,
     RecordStatus,
-    utcnow,
 )
 
 log = logging.getLogger(__name__)
