@@ -634,39 +634,35 @@ class RecordStore:
             return []
         now = utcnow()
         owner = owner or f"{socket.gethostname()}:{os.getpid()}"
-        # The claim as a relation built from parameter lists (no pyarrow import on the submit path).
-        claim_cte = """WITH claim_table AS (
-            SELECT unnest(?::VARCHAR[]) AS key, unnest(?::INTEGER[]) AS batch_index,
-                   unnest(?::VARCHAR[]) AS prompt_name, unnest(?::VARCHAR[]) AS prompt_version,
-                   unnest(?::VARCHAR[]) AS prompt_vars_hash)"""
-        claim_params = [[i.key for i in items], [i.batch_index for i in items], [i.prompt_name for i in items],
-                        [i.prompt_version for i in items], [i.prompt_vars_hash for i in items]]
+        increment = 1 if count_attempt else 0
         with self.connect() as con:
+            # One guarded statement: only records still claimable move, and it says which did. The
+            # claim is a relation built from parameter lists (no pyarrow import on the submit path).
             eligible = [
                 r[0]
                 for r in con.execute(
-                    claim_cte + """
-                    SELECT r.key FROM records r JOIN claim_table c ON c.key = r.key
-                    WHERE r.status IN ('PENDING', 'RETRYABLE_FAILURE') AND r.attempts < ?
-                      AND (r.upstream_key IS NULL OR r.upstream_done OR ?)
+                    f"""
+                    WITH claim_table AS (
+                        SELECT unnest(?::VARCHAR[]) AS key, unnest(?::INTEGER[]) AS batch_index,
+                               unnest(?::VARCHAR[]) AS prompt_name, unnest(?::VARCHAR[]) AS prompt_version,
+                               unnest(?::VARCHAR[]) AS prompt_vars_hash)
+                    UPDATE records SET status = 'RUNNING', batch_id = ?, batch_index = c.batch_index,
+                        attempts = records.attempts + {increment}, engine = ?, model = ?,
+                        prompt_name = c.prompt_name, prompt_version = c.prompt_version,
+                        prompt_vars_hash = c.prompt_vars_hash, updated_at = ?
+                    FROM claim_table c
+                    WHERE records.key = c.key
+                      AND records.status IN ('PENDING', 'RETRYABLE_FAILURE') AND records.attempts < ?
+                      AND (records.upstream_key IS NULL OR records.upstream_done OR ?)
+                    RETURNING records.key
                     """,
-                    [*claim_params, self.max_attempts, not require_upstream],
+                    [[i.key for i in items], [i.batch_index for i in items], [i.prompt_name for i in items],
+                     [i.prompt_version for i in items], [i.prompt_vars_hash for i in items],
+                     batch_id, engine, model, now, self.max_attempts, not require_upstream],
                 ).fetchall()
             ]
             if not eligible:
                 return []
-            increment = 1 if count_attempt else 0
-            con.execute(
-                claim_cte + f"""
-                UPDATE records SET status = 'RUNNING', batch_id = ?, batch_index = c.batch_index,
-                    attempts = records.attempts + {increment}, engine = ?, model = ?,
-                    prompt_name = c.prompt_name, prompt_version = c.prompt_version,
-                    prompt_vars_hash = c.prompt_vars_hash, updated_at = ?
-                FROM claim_table c
-                WHERE records.key = c.key AND records.key IN (SELECT unnest(?))
-                """,
-                [*claim_params, batch_id, engine, model, now, eligible],
-            )
             con.execute(
                 """
                 INSERT INTO batch_records (batch_id, key, batch_index, attempt)
@@ -899,69 +895,69 @@ class RecordStore:
             if rows:
                 # Every write below is one set-based statement over this table: executemany runs a
                 # statement per row, which cost seconds per 500-record batch.
-                con.register("outcome_rows", _outcome_table(rows))
-                con.execute(
-                    """UPDATE records SET status = u.status, last_error = u.message,
-                           error_class = CASE WHEN u.success THEN NULL ELSE u.error_class END,
-                           error_type = CASE WHEN u.success THEN NULL ELSE u.error_type END,
-                           output_path = coalesce(u.output_path, records.output_path),
-                           output_sha256 = coalesce(u.output_sha256, records.output_sha256),
-                           prompt_tokens = records.prompt_tokens + u.prompt_tokens,
-                           output_tokens = records.output_tokens + u.output_tokens,
-                           cached_tokens = records.cached_tokens + u.cached_tokens,
-                           cost_usd = records.cost_usd + u.cost_usd,
-                           model = coalesce(nullif(u.model, ''), records.model),
-                           batch_id = CASE WHEN u.success THEN records.batch_id ELSE NULL END,
-                           batch_index = CASE WHEN u.success THEN records.batch_index ELSE NULL END,
-                           updated_at = ?
-                       FROM outcome_rows u
-                       WHERE records.key = u.key AND records.batch_id = ? AND records.status = 'RUNNING'""",
-                    [now, batch_id],
-                )
-                if summary.succeeded:
+                with _registered(con, "outcome_rows", _outcome_table(rows)):
                     con.execute(
-                        "UPDATE records SET upstream_done = true "
-                        "WHERE upstream_key IN (SELECT key FROM outcome_rows WHERE success)"
+                        """UPDATE records SET status = u.status, last_error = u.message,
+                               error_class = CASE WHEN u.success THEN NULL ELSE u.error_class END,
+                               error_type = CASE WHEN u.success THEN NULL ELSE u.error_type END,
+                               output_path = coalesce(u.output_path, records.output_path),
+                               output_sha256 = coalesce(u.output_sha256, records.output_sha256),
+                               prompt_tokens = records.prompt_tokens + u.prompt_tokens,
+                               output_tokens = records.output_tokens + u.output_tokens,
+                               cached_tokens = records.cached_tokens + u.cached_tokens,
+                               cost_usd = records.cost_usd + u.cost_usd,
+                               model = coalesce(nullif(u.model, ''), records.model),
+                               batch_id = CASE WHEN u.success THEN records.batch_id ELSE NULL END,
+                               batch_index = CASE WHEN u.success THEN records.batch_index ELSE NULL END,
+                               updated_at = ?
+                           FROM outcome_rows u
+                           WHERE records.key = u.key AND records.batch_id = ? AND records.status = 'RUNNING'""",
+                        [now, batch_id],
                     )
-                con.execute(
-                    """UPDATE batch_records SET outcome = u.status FROM outcome_rows u
-                       WHERE batch_records.batch_id = ? AND batch_records.key = u.key""",
-                    [batch_id],
-                )
-                if len(summary.applied) > len(summary.succeeded):
+                    if summary.succeeded:
+                        con.execute(
+                            "UPDATE records SET upstream_done = true "
+                            "WHERE upstream_key IN (SELECT key FROM outcome_rows WHERE success)"
+                        )
                     con.execute(
-                        """INSERT INTO failure_log (key, attempt, batch_id, engine, error_class, error_type,
-                               message, traceback, raw_response, prompt_name, prompt_version,
-                               prompt_vars_hash, model, generation_config, created_at)
-                           SELECT key, attempt, ?, engine, coalesce(error_class, 'retryable'),
-                               coalesce(error_type, 'unknown'), coalesce(message, ''), traceback, raw_response,
-                               prompt_name, prompt_version, prompt_vars_hash, model, generation_config, ?
-                           FROM outcome_rows WHERE NOT success""",
+                        """UPDATE batch_records SET outcome = u.status FROM outcome_rows u
+                           WHERE batch_records.batch_id = ? AND batch_records.key = u.key""",
+                        [batch_id],
+                    )
+                    if len(summary.applied) > len(summary.succeeded):
+                        con.execute(
+                            """INSERT INTO failure_log (key, attempt, batch_id, engine, error_class, error_type,
+                                   message, traceback, raw_response, prompt_name, prompt_version,
+                                   prompt_vars_hash, model, generation_config, created_at)
+                               SELECT key, attempt, ?, engine, coalesce(error_class, 'retryable'),
+                                   coalesce(error_type, 'unknown'), coalesce(message, ''), traceback, raw_response,
+                                   prompt_name, prompt_version, prompt_vars_hash, model, generation_config, ?
+                               FROM outcome_rows WHERE NOT success""",
+                            [batch_id, now],
+                        )
+                    con.execute(
+                        """INSERT INTO cost_ledger (key, batch_id, engine, pricing_mode, model, prompt_tokens,
+                               output_tokens, cached_tokens, cost_usd, realtime_cost_usd, created_at)
+                           SELECT key, ?, engine, pricing_mode, model, prompt_tokens, output_tokens, cached_tokens,
+                               cost_usd, realtime_cost_usd, ?
+                           FROM outcome_rows""",
                         [batch_id, now],
                     )
-                con.execute(
-                    """INSERT INTO cost_ledger (key, batch_id, engine, pricing_mode, model, prompt_tokens,
-                           output_tokens, cached_tokens, cost_usd, realtime_cost_usd, created_at)
-                       SELECT key, ?, engine, pricing_mode, model, prompt_tokens, output_tokens, cached_tokens,
-                           cost_usd, realtime_cost_usd, ?
-                       FROM outcome_rows""",
-                    [batch_id, now],
-                )
-                con.execute(
-                    """INSERT INTO inference_log (key, book, page, attempt, batch_id, engine, model, success,
-                           prompt_name, prompt_version, prompt_vars_hash, rendered_prompt, previous_context,
-                           generation_config, output_json, error_type, error_message, raw_response,
-                           prompt_tokens, output_tokens, cached_tokens, cost_usd, latency_s, created_at,
-                           error_class, traceback, prompt_template_hash)
-                       SELECT key, book, page, attempt, ?, engine, model, success, prompt_name, prompt_version,
-                           prompt_vars_hash, rendered_prompt, previous_context, generation_config, output_json,
-                           error_type, message, raw_response, prompt_tokens, output_tokens, cached_tokens,
-                           cost_usd, latency_s, ?,
-                           CASE WHEN success THEN NULL ELSE coalesce(error_class, 'retryable') END,
-                           traceback, prompt_template_hash
-                       FROM outcome_rows""",
-                    [batch_id, now],
-                )
+                    con.execute(
+                        """INSERT INTO inference_log (key, book, page, attempt, batch_id, engine, model, success,
+                               prompt_name, prompt_version, prompt_vars_hash, rendered_prompt, previous_context,
+                               generation_config, output_json, error_type, error_message, raw_response,
+                               prompt_tokens, output_tokens, cached_tokens, cost_usd, latency_s, created_at,
+                               error_class, traceback, prompt_template_hash)
+                           SELECT key, book, page, attempt, ?, engine, model, success, prompt_name, prompt_version,
+                               prompt_vars_hash, rendered_prompt, previous_context, generation_config, output_json,
+                               error_type, message, raw_response, prompt_tokens, output_tokens, cached_tokens,
+                               cost_usd, latency_s, ?,
+                               CASE WHEN success THEN NULL ELSE coalesce(error_class, 'retryable') END,
+                               traceback, prompt_template_hash
+                           FROM outcome_rows""",
+                        [batch_id, now],
+                    )
             summary.blocked = _propagate_blocked(con, now) if summary.fatal else 0
         return summary
 
@@ -1075,6 +1071,17 @@ def _unblock(con: duckdb.DuckDBPyConnection, now: datetime) -> None:
 
 def _dumps(value: Any) -> str | None:
     return None if value is None else json.dumps(value, sort_keys=True, default=str)
+
+
+@contextmanager
+def _registered(con: duckdb.DuckDBPyConnection, name: str, table: Any) -> Iterator[None]:
+    """`table` visible to SQL as `name` for the block only: a leased connection outlives the call,
+    and would otherwise keep a whole batch's outcomes alive until the next ingest."""
+    con.register(name, table)
+    try:
+        yield
+    finally:
+        con.unregister(name)
 
 
 def _outcome_table(rows: Sequence[tuple[RecordOutcome, tuple[Any, ...], str, str | None]]) -> Any:

@@ -584,11 +584,13 @@ def _poll_remote(client: GeminiBatchClient, batches: Sequence[BatchRow], concurr
     return {batch_id: status for batch_id, status in results if status is not None}
 
 
-def stuck_batches(pipeline: Pipeline, *, now: datetime | None = None, hours: float | None = None) -> list[BatchRow]:
-    """Active batches older than `gemini.stuck_batch_hours` (jobs pending for a day happen)."""
+def stuck_batches(pipeline: Pipeline, *, now: datetime | None = None, hours: float | None = None,
+                  active: Sequence[BatchRow] | None = None) -> list[BatchRow]:
+    """Active batches (read from the store unless given) older than `gemini.stuck_batch_hours`
+    (jobs pending for a day happen)."""
     hours = pipeline.settings.gemini.stuck_batch_hours if hours is None else hours
     naive_now = (now or datetime.now(UTC)).astimezone(UTC).replace(tzinfo=None)
-    return [b for b in _ours(pipeline.store.active_batches())
+    return [b for b in _ours(pipeline.store.active_batches() if active is None else active)
             if (naive_now - b.created_at).total_seconds() > hours * 3600]
 
 
@@ -815,13 +817,11 @@ def run_batches(
         terminal, total, cost_so_far = _progress(pipeline, books)
         summary.unfinished = total - terminal
         if on_tick is not None:
-            hours = settings.gemini.stuck_batch_hours
-            naive_now = datetime.now(UTC).replace(tzinfo=None)
             on_tick(RunProgress(
                 tick=summary.ticks, terminal=terminal, total=total, active_batches=in_flight,
                 submitted_batches=len(summary.submitted), ingested_batches=len(summary.ingested),
                 cost_usd=cost_so_far, alerts=list(summary.alerts),
-                stuck=[b.batch_id for b in active if (naive_now - b.created_at).total_seconds() > hours * 3600],
+                stuck=[b.batch_id for b in stuck_batches(pipeline, active=active)],
                 elapsed_s=time.monotonic() - start,
             ))
         if summary.unfinished == 0:

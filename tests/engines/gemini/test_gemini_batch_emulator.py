@@ -431,7 +431,6 @@ def test_the_ledger_bills_batch_at_half_the_realtime_cost_of_the_same_tokens_and
 
 def test_one_poll_tick_asks_for_every_active_batch_at_once_and_records_each_state(tmp_path, monkeypatch,
                                                                                  gemini_emulator):
-    import threading
     import time
 
     server = gemini_emulator(batch_latency_s=0.3, faults={"slow_poll_rate": 1.0, "slow_poll_s": 0.3})
@@ -440,7 +439,7 @@ def test_one_poll_tick_asks_for_every_active_batch_at_once_and_records_each_stat
                                      execution__max_concurrent_batches=6, gemini__poll_concurrency=4)
     submitted = submit_wave(pipeline, client).batches
     assert len(submitted) == 6
-    calls: list[tuple[float, float, str]] = []
+    calls: list[tuple[float, float]] = []  # (start, end) of each GET
     real_poll = client.poll
 
     def timed_poll(name):
@@ -448,7 +447,7 @@ def test_one_poll_tick_asks_for_every_active_batch_at_once_and_records_each_stat
         try:
             return real_poll(name)
         finally:
-            calls.append((start, time.monotonic(), threading.current_thread().name))
+            calls.append((start, time.monotonic()))
 
     monkeypatch.setattr(client, "poll", timed_poll)
     time.sleep(0.5)  # every job has finished remotely
@@ -456,6 +455,6 @@ def test_one_poll_tick_asks_for_every_active_batch_at_once_and_records_each_stat
     assert sorted(b.batch_id for b in finished) == sorted(submitted)  # all six seen in one tick
     assert len(calls) == 6
     # The GETs overlapped (several in flight at once), but never more than poll_concurrency of them.
-    in_flight = max(sum(1 for s, e, _ in calls if s <= start < e) for start, _, _ in calls)
+    in_flight = max(sum(1 for s, e in calls if s <= start < e) for start, _ in calls)
     assert 2 <= in_flight <= 4
     assert {b.state for b in pipeline.store.batches() if b.batch_id in submitted} == {BatchState.SUCCEEDED}
