@@ -77,7 +77,7 @@ from ocr_assets.settings import load_settings
 settings = load_settings(sys.argv[1])
 pipeline = Pipeline(settings)
 client = make_batch_client(pipeline)
-client.client  # build the SDK client before reporting ready
+client.calls.client  # build the SDK client before reporting ready
 print("started", flush=True)
 summary = run_batches(pipeline, client, poll_interval=float(sys.argv[2]), max_idle_ticks=int(sys.argv[3]),
                       on_tick=lambda t: print(f"tick {t.tick} terminal {t.terminal}/{t.total} "

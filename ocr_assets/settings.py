@@ -15,6 +15,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 DEFAULT_SETTINGS_FILE = "ocr_assets.yaml"
 ENV_PREFIX = "OCR_ASSETS_"
+# Variables under the prefix that steer the process rather than override a setting.
+CONFIG_ENV = f"{ENV_PREFIX}CONFIG"
+SDK_HELPER_ENV = f"{ENV_PREFIX}SDK_HELPER"  # 0: the CLI makes Gemini calls in-process (engines.gemini.helper)
 SECRET_NAMES = ("GEMINI_API_KEY", "BRAINTRUST_API_KEY", "GOOGLE_API_KEY")
 
 
@@ -180,7 +183,7 @@ def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:
     """`OCR_ASSETS_EXECUTION__MAX_ATTEMPTS=5` → {"execution": {"max_attempts": 5}} (values parsed as YAML)."""
     overrides: dict[str, Any] = {}
     for name, raw in environ.items():
-        if not name.startswith(ENV_PREFIX) or name == f"{ENV_PREFIX}CONFIG":
+        if not name.startswith(ENV_PREFIX) or name in (CONFIG_ENV, SDK_HELPER_ENV):
             continue
         dotted = [part.lower() for part in name[len(ENV_PREFIX):].split("__") if part]
         if not dotted:
@@ -215,7 +218,7 @@ def _format_validation_error(exc: ValidationError, source: str) -> str:
 
 def settings_path(path: str | Path | None = None, environ: dict[str, str] | None = None) -> Path:
     environ = dict(os.environ) if environ is None else environ
-    return Path(path or environ.get(f"{ENV_PREFIX}CONFIG") or DEFAULT_SETTINGS_FILE)
+    return Path(path or environ.get(CONFIG_ENV) or DEFAULT_SETTINGS_FILE)
 
 
 def load_settings(path: str | Path | None = None, environ: dict[str, str] | None = None) -> Settings:

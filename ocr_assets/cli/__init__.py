@@ -1,40 +1,29 @@
-"""`ocr-assets` command line: one Typer app, with commands grouped by domain in sibling modules."""
+"""`ocr-assets` command line: the console script's `main`, and the Typer `app` (in `cli.commands`).
+
+This module stays light: `main` may fork the Gemini SDK helper before the app's imports, while the
+process has no threads or open files (see `engines.gemini.helper`).
+"""
 
 from __future__ import annotations
 
 import atexit
 import gc
-import importlib
 import os
 import sys
 import threading
+from typing import Any
 
 # A command's start imports tens of thousands of objects (typer, pydantic models, DuckDB, the Gemini
 # SDK's types), and collecting young objects every 700 allocations re-walks them for nothing.
 gc.set_threshold(20_000, 50, 50)
 
-import typer  # noqa: E402
 
-app = typer.Typer(
-    name="ocr-assets",
-    help="OCR scanned course catalogs into validated JSON (plan, run, inspect, operate).",
-    no_args_is_help=True,
-    pretty_exceptions_show_locals=False,  # locals could hold secrets
-    # Plain help text: rich/markdown modes turn "state:school:year" into an emoji.
-    rich_markup_mode=None,
-)
+def __getattr__(name: str) -> Any:  # `from ocr_assets.cli import app`
+    if name == "app":
+        from ocr_assets.cli.commands import app
 
-# Each module adds its commands with `register(app)`; heavy imports stay inside the commands.
-COMMAND_MODULES = ("corpus", "gemini", "local", "ops", "sample", "emulator", "dagster_cmds")
-
-for _name in COMMAND_MODULES:
-    try:
-        _module = importlib.import_module(f"ocr_assets.cli.{_name}")
-    except ModuleNotFoundError as exc:
-        if exc.name != f"ocr_assets.cli.{_name}":
-            raise
-        continue
-    _module.register(app)
+        return app
+    raise AttributeError(name)
 
 
 def main() -> None:
@@ -45,12 +34,23 @@ def main() -> None:
     machine, a sixth of a `submit`. Everything an exit has to do is done first, in Python's own order
     (wait for non-daemon threads, run the atexit handlers: store lease hand-back, tracker flush; flush
     stdio), as `multiprocessing` does for its children. A Python without those hooks exits normally.
+
+    The short Gemini batch commands first fork the SDK helper, which imports google-genai on another
+    core while the app's imports and the command's local work run here.
     """
+    from ocr_assets.engines.gemini import helper
+
+    sdk_helper = helper.start_for(sys.argv[1:])
+    from ocr_assets.cli.commands import app
+
     try:
         app()
         code: object = 0
     except SystemExit as exc:
         code = exc.code
+    finally:
+        if sdk_helper is not None:
+            sdk_helper.close()
     wait_for_threads = getattr(threading, "_shutdown", None)
     run_atexit = getattr(atexit, "_run_exitfuncs", None)
     if wait_for_threads is None or run_atexit is None:

@@ -8,19 +8,23 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
 
 from ocr_assets.cli.common import ConfigOption, console, err_console, friendly_errors, get_settings, table
 from ocr_assets.engines.factory import EngineUnavailable, drive, make_batch_client
+from ocr_assets.engines.gemini import helper
 from ocr_assets.pipeline import Pipeline
 from ocr_assets.plan import build_plan
 from ocr_assets.prompts import PromptError
 from ocr_assets.settings import EngineName, Settings
 from ocr_assets.store import BatchRow, BatchState
 from ocr_assets.tracking import make_tracker
+
+if TYPE_CHECKING:
+    from ocr_assets.engines.gemini.batch import GeminiBatchClient
 
 BookOption = Annotated[list[str] | None, typer.Option("--book", help="Only this book (state:school:year); repeatable.")]
 
@@ -38,12 +42,13 @@ def _pipeline(settings: Settings) -> Pipeline:
     return Pipeline(settings, tracker=make_tracker())
 
 
-def _batch_pipeline(config) -> tuple[Pipeline, object]:
+def _batch_pipeline(config) -> tuple[Pipeline, GeminiBatchClient]:
     settings = get_settings(config)
     settings = settings.model_copy(update={"engine": "gemini-batch"})
     pipeline = _pipeline(settings)
+    sdk_helper = helper.current()  # forked by `main` for these commands: the SDK is loading there
     with friendly_errors(EngineUnavailable):
-        client = make_batch_client(pipeline)
+        client = make_batch_client(pipeline, calls=sdk_helper.calls(settings) if sdk_helper else None)
     return pipeline, client
 
 

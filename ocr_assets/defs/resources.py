@@ -13,7 +13,7 @@ from ocr_assets.store import RecordStore
 from ocr_assets.tracking import NullTracker, Tracker, make_tracker
 
 if TYPE_CHECKING:
-    from ocr_assets.engines.gemini import GeminiBatchClient
+    from ocr_assets.engines.gemini.batch import GeminiBatchClient
 
 
 class SettingsResource(dg.ConfigurableResource):
@@ -55,7 +55,8 @@ class GeminiResource(dg.ConfigurableResource):
 
     def batch_client(self, pipeline: Pipeline) -> "GeminiBatchClient":
         """A Batch API client for the pipeline's (already configured) settings and store."""
-        from ocr_assets.engines.gemini import GeminiBatchClient, make_client
+        from ocr_assets.engines.gemini.batch import GeminiBatchClient
+        from ocr_assets.engines.gemini.client import make_client
 
         client = make_client(pipeline.settings, environ=self.environ())
         return GeminiBatchClient(pipeline.settings, client, store=pipeline.store)

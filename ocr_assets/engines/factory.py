@@ -7,11 +7,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ocr_assets.engines.base import SyncEngine
 from ocr_assets.pipeline import Pipeline, RunSummary
 from ocr_assets.settings import Settings
+
+if TYPE_CHECKING:
+    from ocr_assets.engines.gemini.batch import GeminiBatchClient
+    from ocr_assets.engines.gemini.calls import BatchCalls
 
 
 class EngineUnavailable(RuntimeError):
@@ -42,16 +46,21 @@ def make_sync_engine(settings: Settings) -> SyncEngine:
     raise EngineUnavailable(f"engine {settings.engine!r} is not a synchronous engine in this build")
 
 
-def make_batch_client(pipeline: Pipeline):
-    """The Gemini Batch API client (`GeminiBatchClient`) for the pipeline's settings and store."""
+def make_batch_client(pipeline: Pipeline, *, calls: BatchCalls | None = None) -> GeminiBatchClient:
+    """The Gemini Batch API client for the pipeline's settings and store.
+
+    The credentials are checked now, before any record is claimed; the SDK client is built on first
+    use (commands that only read the store never import the SDK), or `calls` answers instead (the
+    CLI's SDK helper process).
+    """
     from ocr_assets.engines.gemini.batch import GeminiBatchClient
-    from ocr_assets.engines.gemini.client import GeminiUnavailable, make_client
+    from ocr_assets.engines.gemini.client import GeminiUnavailable, credentials
 
     try:
-        client = make_client(pipeline.settings)
+        credentials(pipeline.settings)
     except GeminiUnavailable as exc:
         raise EngineUnavailable(str(exc)) from None
-    return GeminiBatchClient(pipeline.settings, client, store=pipeline.store)
+    return GeminiBatchClient(pipeline.settings, store=pipeline.store, calls=calls)
 
 
 def drive(

@@ -6,6 +6,8 @@
 - `submit` uploads one JSONL (retried) and calls `batches.create` once: a 429 raises
   `CreateRefused` (hold and retry later, no attempt counted); any other failure raises
   `SubmitUncertain` (the job may exist: the runner adopts or releases it by display name).
+- Every remote call goes through `calls` (`calls.BatchCalls`): the SDK in this process, or the
+  CLI's SDK helper process.
 - `fetch` downloads the result file, archives it gzip-compressed BEFORE parsing, and parses each
   line by key: unknown keys, duplicates (first valid wins) and missing keys go to an integrity report.
 """
@@ -14,11 +16,9 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import io
 import json
 import logging
 import os
-import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -26,11 +26,11 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field
-from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
 from ocr_assets.engines.base import PageFailure, PageOutcome, PageRequest, PageSuccess
-from ocr_assets.engines.gemini.classify import classify_error_object, classify_response, is_transient
-from ocr_assets.engines.gemini.client import GeminiCallError, describe_error, make_client, scrub
+from ocr_assets.engines.gemini.calls import BatchCalls, GeminiCalls, RemoteJob, SubmitUncertain
+from ocr_assets.engines.gemini.classify import classify_error_object, classify_response
+from ocr_assets.engines.gemini.client import GeminiCallError, describe_error, scrub
 from ocr_assets.engines.gemini.metering import Calibration, raw_estimate
 from ocr_assets.engines.gemini.requests import (
     FileRef,
@@ -66,20 +66,6 @@ FILE_TTL = timedelta(hours=48)
 # A File API reference is reused only while it has this much life left (a batch may wait a day).
 FILE_REUSE_MARGIN = timedelta(hours=30)
 KEY_SAMPLE = 20  # how many offending keys the integrity report lists by name
-
-
-class CreateRefused(RuntimeError):
-    """`batches.create` answered 429 / RESOURCE_EXHAUSTED: the enqueued-token quota is full."""
-
-
-class SubmitUncertain(RuntimeError):
-    """Upload or create failed in a way that leaves open whether the remote job exists."""
-
-    def __init__(self, message: str, *, input_file: str | None = None, definite: bool = False):
-        super().__init__(message)
-        self.input_file = input_file
-        # True when the job surely was not created (e.g. 400 on create): release, do not look it up.
-        self.definite = definite
 
 
 class BatchLine(BaseModel):
@@ -127,15 +113,6 @@ class IntegrityReport(BaseModel):
     archive_path: str | None = None
     archive_sha256: str | None = None
     from_archive: bool = False
-
-
-def _retrying(attempts: int, initial: float, maximum: float):
-    return retry(
-        retry=retry_if_exception(is_transient),
-        stop=stop_after_attempt(attempts),
-        wait=wait_exponential_jitter(initial=initial, max=maximum),
-        reraise=True,
-    )
 
 
 def shard(lines: Sequence[BatchLine], *, max_bytes: int, max_records: int, max_tokens: int | None = None,
@@ -227,30 +204,26 @@ def parse_results(
     return ordered, report
 
 
+def _reason(exc: BaseException) -> str:
+    """Our call errors carry a scrubbed message already; anything else is described."""
+    return str(exc) if isinstance(exc, GeminiCallError) else describe_error(exc)
+
+
 class GeminiBatchClient:
     """submit / poll / fetch / cancel for Gemini batch jobs, plus the local result archive."""
 
-    def __init__(self, settings: Settings, client: Any = None, *, store: RecordStore | None = None):
+    def __init__(self, settings: Settings, client: Any = None, *, store: RecordStore | None = None,
+                 calls: BatchCalls | None = None):
+        """`client`: a `genai.Client` (built on first use when None); `calls` replaces it altogether."""
         self.settings = settings
         self.model = settings.model.name
-        self._client = client
-        self._client_lock = threading.Lock()
+        self.calls: BatchCalls = calls if calls is not None else GeminiCalls(settings, client)
         self.store = store
         g = settings.gemini
         self.archive_dir = Path(g.archive_dir) if g.archive_dir else Path(settings.paths.database).parent / "batch_archive"
-        self._retry = _retrying(g.transport_retries, g.retry_initial_wait_s, g.retry_max_wait_s)
 
     def __repr__(self) -> str:
         return f"GeminiBatchClient(model={self.model!r}, archive_dir={str(self.archive_dir)!r})"
-
-    @property
-    def client(self) -> Any:
-        """The SDK client, built on first use (upload threads may race here: one client, never dropped)."""
-        if self._client is None:
-            with self._client_lock:
-                if self._client is None:
-                    self._client = make_client(self.settings)
-        return self._client
 
     # -- encode ----------------------------------------------------------------------------
 
@@ -335,12 +308,9 @@ class GeminiBatchClient:
             path, digest, _ = item
             try:
                 image = load_image(path)
-                # a fresh buffer per try: a failed try leaves the previous one consumed
-                uploaded = self._retry(lambda: self.client.files.upload(
-                    file=io.BytesIO(image.data), config={"mime_type": image.mime_type, "display_name": digest[:40]}
-                ))()
+                uploaded = self.calls.upload(image.data, mime_type=image.mime_type, display_name=digest[:40])
             except Exception as exc:  # one flaky upload → that page goes inline
-                log.warning("image upload failed for %s (inline instead): %s", path, describe_error(exc))
+                log.warning("image upload failed for %s (inline instead): %s", path, _reason(exc))
                 return None
             expires = uploaded.expiration_time or (now + FILE_TTL)
             if expires.tzinfo is None:
@@ -367,31 +337,13 @@ class GeminiBatchClient:
 
     def upload_jsonl(self, data: bytes, display_name: str) -> str:
         try:
-            # a fresh buffer per try: a failed try leaves the previous one consumed
-            uploaded = self._retry(lambda: self.client.files.upload(
-                file=io.BytesIO(data), config={"mime_type": "jsonl", "display_name": display_name}
-            ))()
+            return self.calls.upload(data, mime_type="jsonl", display_name=display_name).name
         except Exception as exc:
-            raise SubmitUncertain(f"input upload failed: {describe_error(exc)}", definite=True) from None
-        return uploaded.name
+            raise SubmitUncertain(f"input upload failed: {_reason(exc)}", definite=True) from None
 
     def create(self, input_file: str, display_name: str) -> str:
         """`batches.create` exactly once (a blind retry could create a duplicate job)."""
-        from google.genai import errors
-
-        try:
-            job = self.client.batches.create(model=self.model, src=input_file, config={"display_name": display_name})
-        except errors.APIError as exc:
-            if exc.code == 429 or (exc.status or "").upper() == "RESOURCE_EXHAUSTED":
-                raise CreateRefused(describe_error(exc)) from None
-            definite = exc.code is not None and 400 <= exc.code < 500
-            raise SubmitUncertain(f"batches.create failed: {describe_error(exc)}", input_file=input_file,
-                                  definite=definite) from None
-        except Exception as exc:
-            raise SubmitUncertain(f"batches.create failed: {describe_error(exc)}", input_file=input_file) from None
-        if not job.name:
-            raise SubmitUncertain("batches.create returned no job name", input_file=input_file)
-        return job.name
+        return self.calls.create_batch(model=self.model, src=input_file, display_name=display_name)
 
     def submit(self, lines: Sequence[BatchLine] | bytes, display_name: str) -> tuple[str, str]:
         """Upload the JSONL and create the job; returns (remote batch name, input file name)."""
@@ -399,46 +351,27 @@ class GeminiBatchClient:
         input_file = self.upload_jsonl(data, display_name)
         return self.create(input_file, display_name), input_file
 
-    def _status(self, job: Any) -> RemoteStatus:
-        raw_state = str(getattr(job.state, "value", job.state) or "JOB_STATE_UNSPECIFIED")
-        dest = getattr(job, "dest", None)
-        return RemoteStatus(
-            name=job.name, display_name=job.display_name, state=JOB_STATE_MAP.get(raw_state, BatchState.PENDING),
-            raw_state=raw_state, result_file=getattr(dest, "file_name", None) if dest else None,
-            create_time=job.create_time, update_time=job.update_time,
-        )
-
-    def _call(self, what: str, fn: Any, **kwargs: Any) -> Any:
-        """`fn(**kwargs)` with transport retries; failures surface as a scrubbed `GeminiCallError`."""
-        try:
-            return self._retry(fn)(**kwargs)
-        except Exception as exc:
-            raise GeminiCallError.wrap(exc, what) from None
+    @staticmethod
+    def _status(job: RemoteJob) -> RemoteStatus:
+        return RemoteStatus(state=JOB_STATE_MAP.get(job.raw_state, BatchState.PENDING), **job.model_dump())
 
     def poll(self, name: str) -> RemoteStatus:
         """One cheap GET; our BatchState for the remote job."""
-        return self._status(self._call(f"get {name}", self.client.batches.get, name=name))
+        return self._status(self.calls.get_batch(name))
 
     def find_by_display_name(self, display_name: str, *, page_size: int = 100) -> RemoteStatus | None:
         """The job created with this display name (our batch id), if any: crash recovery."""
-        try:
-            jobs = list(self._retry(lambda: list(self.client.batches.list(config={"page_size": page_size})))())
-        except Exception as exc:
-            raise GeminiCallError.wrap(exc, "list batches") from None
-        for job in jobs:
+        for job in self.calls.list_batches(page_size=page_size):
             if job.display_name == display_name:
                 return self._status(job)
         return None
 
     def cancel(self, name: str) -> None:
-        self._call(f"cancel {name}", self.client.batches.cancel, name=name)
+        self.calls.cancel_batch(name)
 
     def delete_file(self, name: str) -> None:
         """Best effort: free File API storage (inputs are useless once a batch is done)."""
-        try:
-            self.client.files.delete(name=name)
-        except Exception as exc:
-            log.info("could not delete %s: %s", name, describe_error(exc))
+        self.calls.delete_file(name)
 
     # -- results ---------------------------------------------------------------------------
 
@@ -469,7 +402,7 @@ class GeminiBatchClient:
         return gzip.decompress(path.read_bytes())
 
     def download(self, file_name: str) -> bytes:
-        return self._call(f"download {file_name}", self.client.files.download, file=file_name)
+        return self.calls.download(file_name)
 
     def fetch(
         self, batch_id: str, remote_name: str | None, members: dict[str, int], *, from_archive: bool = False,

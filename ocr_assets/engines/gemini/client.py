@@ -36,10 +36,17 @@ class GeminiCallError(RuntimeError):
         self.code = code
         self.status = status
 
+    def __reduce__(self):  # keep code and status when it crosses from the SDK helper process
+        return _rebuild_call_error, (str(self), self.code, self.status)
+
     @classmethod
     def wrap(cls, exc: BaseException, what: str) -> "GeminiCallError":
         return cls(f"{what}: {describe_error(exc)}", code=getattr(exc, "code", None),
                    status=getattr(exc, "status", None))
+
+
+def _rebuild_call_error(message: str, code: int | None, status: str | None) -> GeminiCallError:
+    return GeminiCallError(message, code=code, status=status)
 
 
 def _secret_values(environ: Mapping[str, str] | None = None) -> list[str]:
@@ -80,17 +87,12 @@ def _is_loopback(url: str | None) -> bool:
     return host in {"localhost", "127.0.0.1", "::1"} or host.startswith("127.")
 
 
-def make_client(settings: Settings, *, environ: Mapping[str, str] | None = None, timeout_s: float | None = None):
-    """A `genai.Client` for the Gemini Developer API (or the emulator at the configured base URL).
+def credentials(settings: Settings, environ: Mapping[str, str] | None = None) -> tuple[str, str | None]:
+    """(API key, base URL) for the client; `GeminiUnavailable` without a key outside the emulator.
 
-    Retries are ours (tenacity around each call), so the SDK's own retry is left off.
+    Checked before any record is claimed, without importing the SDK.
     """
     env = os.environ if environ is None else environ
-    try:
-        from google import genai
-        from google.genai import types
-    except ImportError as exc:  # pragma: no cover - google-genai is a dependency
-        raise GeminiUnavailable(f"google-genai is not installed: {exc}") from None
     base_url = resolve_base_url(settings, env)
     key = env.get(API_KEY_ENV, "")
     if not key:
@@ -99,6 +101,20 @@ def make_client(settings: Settings, *, environ: Mapping[str, str] | None = None,
                 f"${API_KEY_ENV} is not set; export it, or point gemini.base_url at the emulator"
             )
         key = EMULATOR_PLACEHOLDER_KEY
+    return key, base_url
+
+
+def make_client(settings: Settings, *, environ: Mapping[str, str] | None = None, timeout_s: float | None = None):
+    """A `genai.Client` for the Gemini Developer API (or the emulator at the configured base URL).
+
+    Retries are ours (tenacity around each call), so the SDK's own retry is left off.
+    """
+    key, base_url = credentials(settings, environ)
+    try:
+        from google import genai
+        from google.genai import types
+    except ImportError as exc:  # pragma: no cover - google-genai is a dependency
+        raise GeminiUnavailable(f"google-genai is not installed: {exc}") from None
     timeout = timeout_s if timeout_s is not None else settings.gemini.request_timeout_s
     options = types.HttpOptions(
         base_url=base_url, api_version=settings.gemini.api_version, timeout=int(timeout * 1000)

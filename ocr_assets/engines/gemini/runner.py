@@ -30,13 +30,8 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from ocr_assets.engines.base import PageFailure, PageOutcome, PageRequest
-from ocr_assets.engines.gemini.batch import (
-    CreateRefused,
-    GeminiBatchClient,
-    IntegrityReport,
-    SubmitUncertain,
-    shard,
-)
+from ocr_assets.engines.gemini.batch import GeminiBatchClient, IntegrityReport, shard
+from ocr_assets.engines.gemini.calls import CreateRefused, SubmitUncertain
 from ocr_assets.engines.gemini.client import describe_error
 from ocr_assets.engines.gemini.context import ContextProvider, provider_for
 from ocr_assets.engines.gemini.metering import load_calibration, token_room, update_calibration
