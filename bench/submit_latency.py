@@ -10,7 +10,9 @@ process), so both see the same host. The package's bytecode is compiled first, a
 recompile every module of an editable install on every start. CPU seconds are reported beside wall
 time because the 2-core hosts are shared and wall time moves with their load.
 
-    python bench/submit_latency.py [--repeat 5]
+    python bench/submit_latency.py [--repeat 5] [--busy-loops 1]
+
+`--busy-loops N` keeps N extra processes spinning on the CPUs meanwhile (a busy host, reproducibly).
 """
 
 from __future__ import annotations
@@ -39,7 +41,17 @@ TARGET_S = 2.0
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--busy-loops", type=int, default=0, help="spinning processes competing for the CPUs")
     args = parser.parse_args()
+    spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(args.busy_loops)]
+    try:
+        run(args)
+    finally:
+        for spinner in spinners:
+            spinner.kill()
+
+
+def run(args: argparse.Namespace) -> None:
 
     from ocr_assets.engines.emulator import EmulatorConfig, EmulatorServer
     from ocr_assets.engines.emulator.answers import EchoAnswerer
@@ -83,7 +95,8 @@ def main() -> None:
         started = time.perf_counter()
         subprocess.run([sys.executable, "-c", "import google.genai"], check=True)
         sdk_import.append(time.perf_counter() - started)
-    fields: dict[str, object] = {"repetitions per mode": args.repeat}
+    fields: dict[str, object] = {"repetitions per mode": args.repeat,
+                                 "busy-loop processes competing for the CPUs": args.busy_loops}
     for mode, label in (("helper", "default (SDK helper)"), ("in-process", "OCR_ASSETS_SDK_HELPER=0")):
         t = timings[mode]
         fields[f"{label}: median seconds to the process exit"] = f"{statistics.median(t):.2f} (max {max(t):.2f})"

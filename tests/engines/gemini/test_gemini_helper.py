@@ -30,6 +30,7 @@ from ocr_assets.store import BatchState, RecordStatus
 from tests.fixtures.corpus import REPO_ROOT, settings_env, settings_for, write_book
 
 BOOK = "ny:alpha:1900"
+SENTINEL = "AIzaSENTINEL-helper-do-not-leak-0123456789abcdef"
 FAST = dict(gemini__retry_initial_wait_s=0, gemini__retry_max_wait_s=0)
 # The console script, with a marker of whether this process (not the helper) imported the SDK.
 MAIN_WITH_MARKER = (
@@ -160,7 +161,7 @@ def test_the_console_script_submits_through_the_helper_without_importing_the_sdk
     server = gemini_emulator(batch_latency_s=30)
     write_book(tmp_path, BOOK, images=[1, 3, 5], allow=[1, 3, 5])  # gaps: three chain heads, all runnable
     base = {k: v for k, v in os.environ.items() if not k.startswith("OCR_ASSETS_")}
-    env = {**base, **settings_env(tmp_path, gemini__base_url=server.url, **FAST)}
+    env = {**base, **settings_env(tmp_path, gemini__base_url=server.url, **FAST), "GEMINI_API_KEY": SENTINEL}
 
     def cli(*args: str, helper_on: bool = True) -> tuple[subprocess.CompletedProcess, bool]:
         marker = tmp_path / "imported.txt"
@@ -168,6 +169,7 @@ def test_the_console_script_submits_through_the_helper_without_importing_the_sdk
                               env={**env, SDK_HELPER_ENV: "1" if helper_on else "0"}, cwd=REPO_ROOT,
                               capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, done.stderr
+        assert SENTINEL not in done.stdout + done.stderr
         return done, marker.read_text() == "True"
 
     submitted, imported = cli("submit", "--batch", "--limit", "2")
@@ -182,6 +184,9 @@ def test_the_console_script_submits_through_the_helper_without_importing_the_sdk
 
     status, _ = cli("batch-status", batch_id)
     assert batch_id in status.stdout and remote["name"] in status.stdout
+    missing = subprocess.run([sys.executable, "-c", MAIN_WITH_MARKER, str(tmp_path / "m"), "batch-status", "gb-nope"],
+                             env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert missing.returncode == 1 and "no batch gb-nope" in missing.stderr and SENTINEL not in missing.stderr
     # The same command in-process (the helper switched off) gives the same answer.
     same, imported_here = cli("batch-status", batch_id, helper_on=False)
     assert imported_here is True and same.stdout == status.stdout
