@@ -158,7 +158,7 @@ def test_records_survive_the_helper_dying_between_upload_and_create(tmp_path: Pa
 
 def test_the_console_script_submits_through_the_helper_without_importing_the_sdk(tmp_path: Path,
                                                                                  gemini_emulator) -> None:
-    server = gemini_emulator(batch_latency_s=30)
+    server = gemini_emulator(batch_latency_s=600)
     write_book(tmp_path, BOOK, images=[1, 3, 5], allow=[1, 3, 5])  # gaps: three chain heads, all runnable
     base = {k: v for k, v in os.environ.items() if not k.startswith("OCR_ASSETS_")}
     env = {**base, **settings_env(tmp_path, gemini__base_url=server.url, **FAST), "GEMINI_API_KEY": SENTINEL}
@@ -190,6 +190,24 @@ def test_the_console_script_submits_through_the_helper_without_importing_the_sdk
     # The same command in-process (the helper switched off) gives the same answer.
     same, imported_here = cli("batch-status", batch_id, helper_on=False)
     assert imported_here is True and same.stdout == status.stdout
+
+    server.state.advance_clock(601)  # the batch's latency has passed
+    deadline = time.monotonic() + 30
+    while not server.state.batches.summaries()[0]["state"].endswith("SUCCEEDED"):
+        server.state.batches.refresh_all()
+        assert time.monotonic() < deadline, "the emulator's batch did not finish"
+        time.sleep(0.05)
+    fetched, imported = cli("batch-fetch", batch_id)
+    assert "integrity: 2/2 parsed" in fetched.stdout
+    assert imported is False or not helper._spare_cpu()
+    assert len(pipeline.store.records(status=RecordStatus.SUCCESS)) == 2
+    again, _ = cli("batch-fetch", batch_id)
+    assert "nothing changed" in again.stdout
+
+    last = cli("submit", "--batch")[0].stdout.strip()
+    cancelled, _ = cli("batch-cancel", last)
+    assert f"cancelled {last}: 1 records back to retryable" in cancelled.stdout
+    assert pipeline.store.get_batch(last).state == BatchState.CANCELLED
 
 
 def test_only_the_short_batch_commands_start_a_helper(monkeypatch: pytest.MonkeyPatch) -> None:
