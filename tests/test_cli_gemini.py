@@ -74,6 +74,26 @@ def test_submit_prints_only_the_batch_id_and_claims_the_records(cli):
     assert "1 records in 1 new batch" in result.stderr
 
 
+def test_submit_that_sends_nothing_because_the_api_failed_exits_1_with_the_reason(cli):
+    invoke, pipeline, server = cli
+    server.state.update_config({"faults": {"endpoint_503": 1.0, "endpoint_routes": ["files.upload_chunk"]}})
+    result = invoke("submit", "--batch", "--limit", "1")
+    assert result.exit_code == 1 and result.stdout == ""
+    assert "error: not submitted: batch gb-" in result.stderr and "input upload failed" in result.stderr
+    assert pipeline.store.records(status=RecordStatus.RUNNING) == []  # the claim was put back
+    assert all(r.attempts == 0 for r in pipeline.store.records())
+
+    # A 503 on create leaves open whether the job exists: the batch stays SUBMITTING for recovery.
+    server.state.update_config({"faults": {"endpoint_routes": ["batches.create"]}})
+    uncertain = invoke("submit", "--batch", "--limit", "1")
+    assert uncertain.exit_code == 1 and "batches.create failed" in uncertain.stderr
+    assert "adopts it by its display name" in uncertain.stderr
+    assert len(pipeline.store.batches(states=[BatchState.SUBMITTING])) == 1
+
+    server.state.update_config({"faults": {"endpoint_503": 0.0, "endpoint_routes": []}})
+    assert invoke("submit", "--batch", "--limit", "1").exit_code == 0  # and it goes through once the API is back
+
+
 def test_status_then_fetch_ingests_once_and_replays_identically_from_the_archive(cli):
     invoke, pipeline, server = cli
     batch_id = invoke("submit", "--batch").stdout.strip()

@@ -150,6 +150,14 @@ def submit(
                       + (f"; {len(report.held)} held (429 on create, retried later)" if report.held else "")
                       + (f"; {report.failed_before_submit} failed before submit" if report.failed_before_submit else "")
                       + (f"; nothing submitted: {report.skipped}" if report.skipped and not report.batches else ""))
+    if report.errors and not (report.batches or report.resubmitted):
+        # A script's `id=$(ocr-assets submit …)` must see the failure, not an empty id and status 0.
+        for error in report.errors:
+            err_console.print(f"[red]error:[/red] not submitted: {escape(error)}")
+        if report.uncertain:
+            err_console.print("the remote job may exist: `ocr-assets run --batch` (or the poll sensor) adopts it "
+                              "by its display name, or puts its records back")
+        raise typer.Exit(1)
 
 
 def batch_status(

@@ -66,6 +66,7 @@ class SubmitReport(BaseModel):
     resubmitted: list[str] = Field(default_factory=list)
     failed_before_submit: int = 0
     uncertain: list[str] = Field(default_factory=list)
+    errors: list[str] = Field(default_factory=list)  # "batch …: why" for each batch whose upload or create failed
     skipped: str | None = None  # why nothing new was submitted
 
 
@@ -454,6 +455,7 @@ def submit_wave(
                                       detail={**extra, "input_file": input_file})
                 report.uncertain.append(batch_id)
             log.warning("batch %s not submitted: %s", batch_id, exc)
+            report.errors.append(f"batch {batch_id}: {exc}")
             break
         _finish_submit(pipeline, batch_id, remote, input_file=input_file,
                        extra={**extra, "input_uploaded_at": now.isoformat()})
