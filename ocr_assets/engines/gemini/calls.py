@@ -121,10 +121,10 @@ class GeminiCalls:
                     self._client = make_client(self.settings)
         return self._client
 
-    def _call(self, what: str, fn: Any, **kwargs: Any) -> Any:
-        """`fn(**kwargs)` with transport retries; failures surface as a scrubbed `GeminiCallError`."""
+    def _call(self, what: str, fn: Any) -> Any:
+        """`fn()` with transport retries; any failure (building the client too) is a scrubbed `GeminiCallError`."""
         try:
-            return self._retry(fn)(**kwargs)
+            return self._retry(fn)()
         except Exception as exc:
             raise GeminiCallError.wrap(exc, what) from None
 
@@ -154,14 +154,14 @@ class GeminiCalls:
         return job.name
 
     def get_batch(self, name: str) -> RemoteJob:
-        return _job(self._call(f"get {name}", self.client.batches.get, name=name))
+        return _job(self._call(f"get {name}", lambda: self.client.batches.get(name=name)))
 
     def list_batches(self, *, page_size: int) -> list[RemoteJob]:
         jobs = self._call("list batches", lambda: list(self.client.batches.list(config={"page_size": page_size})))
         return [_job(job) for job in jobs]
 
     def cancel_batch(self, name: str) -> None:
-        self._call(f"cancel {name}", self.client.batches.cancel, name=name)
+        self._call(f"cancel {name}", lambda: self.client.batches.cancel(name=name))
 
     def delete_file(self, name: str) -> None:
         """Best effort: free File API storage (inputs are useless once a batch is done)."""
@@ -171,4 +171,4 @@ class GeminiCalls:
             log.info("could not delete %s: %s", name, describe_error(exc))
 
     def download(self, name: str) -> bytes:
-        return self._call(f"download {name}", self.client.files.download, file=name)
+        return self._call(f"download {name}", lambda: self.client.files.download(file=name))
