@@ -38,8 +38,9 @@ if TYPE_CHECKING:
 # Equal to `settings.SDK_HELPER_ENV` (a test checks): not imported, so loading this module stays cheap.
 SDK_HELPER_ENV = "OCR_ASSETS_SDK_HELPER"
 
-# The short commands that talk to the Batch API; `run` is long-lived and imports the SDK itself.
-HELPER_COMMANDS = frozenset({"submit", "batch-status", "batch-fetch", "batch-cancel"})
+# The short commands that talk to the Batch API. Not `run` (long-lived: the import is noise there)
+# nor `batch-fetch` (its result file, up to gigabytes, is better downloaded where it is parsed).
+HELPER_COMMANDS = frozenset({"submit", "batch-status", "batch-cancel"})
 _HEADER = struct.Struct("!Q")
 _CALL_THREADS = 16  # the helper answers calls concurrently (image uploads, polls) like the SDK in-process
 
@@ -48,18 +49,19 @@ _current: SdkHelper | None = None
 
 def _send(sock: socket.socket, message: Any) -> None:
     data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
-    sock.sendall(_HEADER.pack(len(data)) + data)
+    sock.sendall(_HEADER.pack(len(data)))
+    sock.sendall(data)  # not concatenated: a JSONL upload can be hundreds of MB
 
 
-def _recv_exact(sock: socket.socket, size: int) -> bytes:
-    chunks, left = [], size
-    while left:
-        chunk = sock.recv(min(left, 1 << 20))
-        if not chunk:
+def _recv_exact(sock: socket.socket, size: int) -> bytearray:
+    buffer = bytearray(size)
+    view, got = memoryview(buffer), 0
+    while got < size:
+        n = sock.recv_into(view[got:], min(size - got, 1 << 22))
+        if not n:
             raise EOFError("the other end closed the socket")
-        chunks.append(chunk)
-        left -= len(chunk)
-    return b"".join(chunks)
+        got += n
+    return buffer
 
 
 def _recv(sock: socket.socket) -> Any:
