@@ -56,3 +56,19 @@ def test_non_daemon_threads_finish_and_atexit_handlers_run_before_the_process_en
     assert done.returncode == 0 and "Usage" in done.stdout
     assert (marker / "thread").read_text() == "done"
     assert (marker / "atexit").read_text() == "True"  # handlers ran after the threads, as Python orders them
+
+
+def test_only_the_console_script_process_tunes_the_garbage_collector(tmp_path: Path) -> None:
+    marker = tmp_path / "threshold"
+    code = (
+        "import atexit, gc, sys\n"
+        "default = gc.get_threshold()\n"
+        "from ocr_assets.cli import app  # importing the CLI (as tests do) leaves the process alone\n"
+        "assert gc.get_threshold() == default, gc.get_threshold()\n"
+        f"atexit.register(lambda: open({str(marker)!r}, 'w').write(repr(gc.get_threshold())))\n"
+        "from ocr_assets.cli import main\n"
+        "sys.argv[0] = 'ocr-assets'; main()\n"
+    )
+    done = _cli(tmp_path, "--help", code=code)
+    assert done.returncode == 0, done.stderr
+    assert marker.read_text() == repr((20_000, 50, 50))

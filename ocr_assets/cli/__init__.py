@@ -13,10 +13,6 @@ import sys
 import threading
 from typing import Any
 
-# A command's start imports tens of thousands of objects (typer, pydantic models, DuckDB, the Gemini
-# SDK's types), and collecting young objects every 700 allocations re-walks them for nothing.
-gc.set_threshold(20_000, 50, 50)
-
 
 def __getattr__(name: str) -> Any:  # `from ocr_assets.cli import app`
     if name == "app":
@@ -38,6 +34,10 @@ def main() -> None:
     The short Gemini batch commands first fork the SDK helper, which imports google-genai on another
     core while the app's imports and the command's local work run here.
     """
+    # A command's start imports tens of thousands of objects (typer, pydantic models, DuckDB, the
+    # Gemini SDK's types), and collecting young objects every 700 allocations re-walks them for
+    # nothing. Set here, not at import, so only the console script's process is tuned (not pytest's).
+    gc.set_threshold(20_000, 50, 50)
     from ocr_assets.engines.gemini import helper
 
     sdk_helper = helper.start_for(sys.argv[1:])
