@@ -156,3 +156,17 @@ def test_unknown_batch_and_missing_key_are_one_clear_line(cli, monkeypatch):
     monkeypatch.setenv("OCR_ASSETS_GEMINI__BASE_URL", "https://generativelanguage.googleapis.com")
     nokey = invoke("submit", "--batch")
     assert nokey.exit_code == 1 and "GEMINI_API_KEY" in nokey.output and "Traceback" not in nokey.output
+
+
+def test_submit_without_a_key_for_the_real_api_fails_before_claiming_anything(tmp_path: Path) -> None:
+    write_book(tmp_path, "ny:alpha:1900", images=[1], allow=[1])
+    config = tmp_path / "ocr_assets.yaml"
+    config.write_text(yaml.safe_dump({
+        "paths": {"images_root": "images", "allow_list_root": "allow_list", "output_root": "output",
+                  "database": "state/store.duckdb"},
+        "prompt": {"registry_dir": str(REPO_ROOT / "prompts")},
+    }))  # no gemini.base_url: the real API, which needs $GEMINI_API_KEY (the conftest unsets it)
+    result = runner.invoke(app, ["submit", "--batch", "--config", str(config)])
+    assert result.exit_code == 1 and "GEMINI_API_KEY is not set" in result.stderr
+    pipeline = Pipeline(load_settings(config))
+    assert pipeline.store.batches() == [] and pipeline.store.records(status=RecordStatus.RUNNING) == []
