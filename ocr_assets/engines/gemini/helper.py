@@ -86,7 +86,10 @@ def start_for(argv: Sequence[str]) -> SdkHelper | None:
     # What both processes need (pydantic, the settings, `calls`), loaded once before the fork: the
     # same wall time on an idle machine, ~0.3 CPU-s less when the other core is busy.
     import ocr_assets.engines.gemini.calls  # noqa: F401
-    _current = SdkHelper.fork()
+    try:
+        _current = SdkHelper.fork()
+    except OSError:  # no process or socket to spare (EAGAIN, EMFILE): the calls run in-process
+        return None
     return _current
 
 
@@ -111,7 +114,12 @@ class SdkHelper:
     @classmethod
     def fork(cls) -> SdkHelper:
         ours, theirs = socket.socketpair()
-        pid = os.fork()
+        try:
+            pid = os.fork()
+        except OSError:
+            ours.close()
+            theirs.close()
+            raise
         if pid == 0:  # the helper: never returns
             ours.close()
             _serve(theirs)

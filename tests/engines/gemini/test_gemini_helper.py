@@ -228,6 +228,14 @@ def test_only_the_short_batch_commands_start_a_helper(monkeypatch: pytest.Monkey
     assert helper.start_for(["submit"]) is None
     assert started == ["fork", "fork"]
 
+    def no_fork(cls):
+        raise BlockingIOError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(helper, "_spare_cpu", lambda: True)
+    monkeypatch.setattr(helper.SdkHelper, "fork", classmethod(no_fork))
+    monkeypatch.setattr(helper, "_current", None)
+    assert helper.start_for(["submit"]) is None and helper.current() is None  # the command runs in-process
+
 
 def test_the_helper_switch_is_not_read_as_a_setting(tmp_path: Path) -> None:
     assert helper.SDK_HELPER_ENV == SDK_HELPER_ENV
