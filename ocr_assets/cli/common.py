@@ -13,8 +13,17 @@ from rich.table import Table
 
 from ocr_assets.settings import Settings, SettingsError, load_settings
 
-console = Console()
-err_console = Console(stderr=True)
+PIPE_WIDTH = 400
+
+
+def _console(*, stderr: bool = False) -> Console:
+    terminal = Console(stderr=stderr)
+    # Piped or redirected (scripts, CI logs): not rich's 80-column default, so tables keep ids whole.
+    return terminal if terminal.is_terminal else Console(stderr=stderr, width=PIPE_WIDTH)
+
+
+console = _console()
+err_console = _console(stderr=True)
 
 ConfigOption = Annotated[
     Path | None,
@@ -43,7 +52,8 @@ def friendly_errors(*kinds: type[BaseException]) -> Iterator[None]:
 def table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> Table:
     out = Table(title=title, show_lines=False)
     for column in columns:
-        out.add_column(column)
+        # Wrap, never cut: an id cut to "gb-2026…" on a narrow terminal cannot be copied.
+        out.add_column(column, overflow="fold")
     for row in rows:
         out.add_row(*["" if v is None else str(v) for v in row])
     return out

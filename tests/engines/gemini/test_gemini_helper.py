@@ -203,6 +203,9 @@ def test_the_console_script_submits_through_the_helper_without_importing_the_sdk
     again, _ = cli("batch-fetch", batch_id)
     assert "nothing changed" in again.stdout
 
+    listed, imported = cli("batches")  # reads the store only: no helper, and the SDK is never imported
+    assert batch_id in listed.stdout and imported is False
+
     last = cli("submit", "--batch")[0].stdout.strip()
     cancelled, _ = cli("batch-cancel", last)
     assert f"cancelled {last}: 1 records back to retryable" in cancelled.stdout
