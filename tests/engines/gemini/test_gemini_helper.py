@@ -202,6 +202,10 @@ def test_the_console_script_submits_through_the_helper_without_importing_the_sdk
     assert len(pipeline.store.records(status=RecordStatus.SUCCESS)) == 2
     again, _ = cli("batch-fetch", batch_id)
     assert "nothing changed" in again.stdout
+    replayed, imported = cli("batch-fetch", batch_id, "--from-archive")  # no remote call: no SDK
+    assert "nothing changed" in replayed.stdout and imported is False
+    settled, imported = cli("batch-status", batch_id, helper_on=False)  # ingested: nothing to poll
+    assert "INGESTED" in settled.stdout and imported is False
 
     listed, imported = cli("batches")  # reads the store only: no helper, and the SDK is never imported
     assert batch_id in listed.stdout and imported is False
