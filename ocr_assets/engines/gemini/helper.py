@@ -69,11 +69,32 @@ def _recv(sock: socket.socket) -> Any:
     return pickle.loads(_recv_exact(sock, size))
 
 
-def _spare_cpu() -> bool:
+def _cpu_quota(root: str = "/sys/fs/cgroup") -> float | None:
+    """CPUs a container's cgroup quota allows (v2 `cpu.max`, v1 `cpu.cfs_quota_us`); None when unlimited."""
     try:
-        return len(os.sched_getaffinity(0)) > 1
+        with open(os.path.join(root, "cpu.max")) as fh:
+            quota, period = fh.read().split()[:2]
+        return None if quota == "max" else int(quota) / int(period)
+    except (OSError, ValueError):
+        pass
+    try:
+        with open(os.path.join(root, "cpu", "cpu.cfs_quota_us")) as fh:
+            quota_us = int(fh.read())
+        with open(os.path.join(root, "cpu", "cpu.cfs_period_us")) as fh:
+            period_us = int(fh.read())
+        return None if quota_us <= 0 else quota_us / period_us
+    except (OSError, ValueError):
+        return None
+
+
+def _spare_cpu() -> bool:
+    """More than one CPU to run on: by affinity, and by the cgroup quota a container may set (`--cpus=1`)."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
-        return (os.cpu_count() or 1) > 1
+        cpus = os.cpu_count() or 1
+    quota = _cpu_quota()
+    return cpus > 1 and (quota is None or quota > 1)
 
 
 def start_for(argv: Sequence[str]) -> SdkHelper | None:

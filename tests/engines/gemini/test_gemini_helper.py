@@ -266,3 +266,27 @@ def test_messages_of_many_megabytes_cross_the_socket_whole() -> None:
     with pytest.raises(EOFError):
         helper._recv(theirs)
     theirs.close()
+
+
+def test_a_container_cpu_quota_of_one_cpu_means_no_helper(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(helper.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
+    monkeypatch.setattr(helper, "_cpu_quota", lambda: 1.0)
+    assert helper._spare_cpu() is False
+    monkeypatch.setattr(helper, "_cpu_quota", lambda: None)
+    assert helper._spare_cpu() is True
+    monkeypatch.undo()
+
+    v2 = tmp_path / "v2"
+    v2.mkdir()
+    assert helper._cpu_quota(str(v2)) is None  # no cgroup files: unlimited
+    (v2 / "cpu.max").write_text("max 100000\n")
+    assert helper._cpu_quota(str(v2)) is None
+    (v2 / "cpu.max").write_text("100000 100000\n")  # docker --cpus=1
+    assert helper._cpu_quota(str(v2)) == 1.0
+    v1 = tmp_path / "v1" / "cpu"
+    v1.mkdir(parents=True)
+    (v1 / "cpu.cfs_quota_us").write_text("-1\n")
+    (v1 / "cpu.cfs_period_us").write_text("100000\n")
+    assert helper._cpu_quota(str(v1.parent)) is None
+    (v1 / "cpu.cfs_quota_us").write_text("250000\n")
+    assert helper._cpu_quota(str(v1.parent)) == 2.5
