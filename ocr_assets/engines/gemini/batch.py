@@ -77,14 +77,10 @@ class BatchLine(BaseModel):
     estimated_tokens: int
 
 
-class RemoteStatus(BaseModel):
-    name: str
-    display_name: str | None = None
+class RemoteStatus(RemoteJob):
+    """A remote job with its raw state mapped to ours."""
+
     state: BatchState
-    raw_state: str
-    result_file: str | None = None
-    create_time: datetime | None = None
-    update_time: datetime | None = None
 
 
 class IntegrityReport(BaseModel):

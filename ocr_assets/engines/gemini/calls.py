@@ -20,7 +20,7 @@ from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponen
 
 from ocr_assets.engines.gemini.classify import is_transient
 from ocr_assets.engines.gemini.client import GeminiCallError, describe_error, make_client
-from ocr_assets.settings import Settings
+from ocr_assets.settings import GeminiSettings, Settings
 
 log = logging.getLogger(__name__)
 
@@ -80,11 +80,12 @@ class BatchCalls(Protocol):
     def download(self, name: str) -> bytes: ...
 
 
-def retrying(attempts: int, initial: float, maximum: float):
+def retrying(g: GeminiSettings):
+    """Our transport retry around one SDK call (429/5xx, timeouts), as `gemini.*` configures it."""
     return retry(
         retry=retry_if_exception(is_transient),
-        stop=stop_after_attempt(attempts),
-        wait=wait_exponential_jitter(initial=initial, max=maximum),
+        stop=stop_after_attempt(g.transport_retries),
+        wait=wait_exponential_jitter(initial=g.retry_initial_wait_s, max=g.retry_max_wait_s),
         reraise=True,
     )
 
@@ -106,8 +107,7 @@ class GeminiCalls:
         self.settings = settings
         self._client = client
         self._client_lock = threading.Lock()
-        g = settings.gemini
-        self._retry = retrying(g.transport_retries, g.retry_initial_wait_s, g.retry_max_wait_s)
+        self._retry = retrying(settings.gemini)
 
     def __repr__(self) -> str:
         return f"GeminiCalls(model={self.settings.model.name!r})"

@@ -13,10 +13,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponential_jitter
-
 from ocr_assets.engines.base import PageFailure, PageOutcome, PageRequest, PricingMode
-from ocr_assets.engines.gemini.classify import classify_exception, classify_response, is_transient
+from ocr_assets.engines.gemini.calls import retrying
+from ocr_assets.engines.gemini.classify import classify_exception, classify_response
 from ocr_assets.engines.gemini.client import make_client
 from ocr_assets.engines.gemini.requests import ImageUnreadable, load_image, sdk_call
 from ocr_assets.schema import ErrorClass
@@ -44,13 +43,7 @@ class GeminiRealtimeEngine:
         self.model_name = settings.model.name
         self.concurrency = settings.execution.realtime_concurrency
         self._client = client
-        g = settings.gemini
-        self._retry = retry(
-            retry=retry_if_exception(is_transient),
-            stop=stop_after_attempt(g.transport_retries),
-            wait=wait_exponential_jitter(initial=g.retry_initial_wait_s, max=g.retry_max_wait_s),
-            reraise=True,
-        )
+        self._retry = retrying(settings.gemini)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(model={self.model_name!r}, concurrency={self.concurrency})"
