@@ -390,57 +390,29 @@ def _experiment_row(
 
 # -- storage -------------------------------------------------------------------------------------
 
-_EVAL_SCHEMA = """
-CREATE TABLE IF NOT EXISTS eval_runs (
-    run_id VARCHAR NOT NULL, version VARCHAR NOT NULL, engine VARCHAR, model VARCHAR,
-    created_at TIMESTAMP NOT NULL, pages INTEGER, valid_pages INTEGER, schema_valid_rate DOUBLE,
-    cer DOUBLE, mean_page_cer DOUBLE, course_precision DOUBLE, course_recall DOUBLE, course_f1 DOUBLE,
-    attempts INTEGER, prompt_tokens_per_page DOUBLE, output_tokens_per_page DOUBLE, cost_per_page DOUBLE,
-    total_cost_usd DOUBLE, failures VARCHAR, experiment VARCHAR, work_dir VARCHAR,
-    PRIMARY KEY (run_id, version)
-);
-CREATE TABLE IF NOT EXISTS eval_pages (
-    run_id VARCHAR NOT NULL, version VARCHAR NOT NULL, key VARCHAR NOT NULL, valid BOOLEAN, status VARCHAR,
-    error_type VARCHAR, cer DOUBLE, ref_chars INTEGER, edits INTEGER, tp INTEGER, fp INTEGER, fn INTEGER,
-    attempts INTEGER, prompt_tokens BIGINT, output_tokens BIGINT, cached_tokens BIGINT, cost_usd DOUBLE,
-    PRIMARY KEY (run_id, version, key)
-);
-"""
-
-
 def save_report(store: RecordStore, report: EvalReport) -> None:
     """Write one evaluation into the store's eval tables, in one transaction."""
     import json
 
     created = report.created_at.replace(tzinfo=None)
-    with store.connect() as con:
-        con.execute(_EVAL_SCHEMA)
-        con.executemany(
-            "INSERT INTO eval_runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                (report.run_id, v.version, report.engine, report.model, created, v.pages, v.valid_pages,
-                 v.schema_valid_rate, v.cer, v.mean_page_cer, v.course_precision, v.course_recall, v.course_f1,
-                 v.attempts, v.prompt_tokens_per_page, v.output_tokens_per_page, v.cost_per_page,
-                 v.total_cost_usd, json.dumps(v.failures, sort_keys=True), v.experiment,
-                 str(report.work_dir / _safe(v.version)))
-                for v in report.versions
-            ],
-        )
-        con.executemany(
-            "INSERT INTO eval_pages VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                (report.run_id, p.version, p.key, p.valid, p.status, p.error_type, p.cer, p.ref_chars, p.edits,
-                 p.tp, p.fp, p.fn, p.attempts, p.prompt_tokens, p.output_tokens, p.cached_tokens, p.cost_usd)
-                for p in report.pages
-            ],
-        )
+    store.save_evaluation(
+        runs=[
+            (report.run_id, v.version, report.engine, report.model, created, v.pages, v.valid_pages,
+             v.schema_valid_rate, v.cer, v.mean_page_cer, v.course_precision, v.course_recall, v.course_f1,
+             v.attempts, v.prompt_tokens_per_page, v.output_tokens_per_page, v.cost_per_page,
+             v.total_cost_usd, json.dumps(v.failures, sort_keys=True), v.experiment,
+             str(report.work_dir / _safe(v.version)))
+            for v in report.versions
+        ],
+        pages=[
+            (report.run_id, p.version, p.key, p.valid, p.status, p.error_type, p.cer, p.ref_chars, p.edits,
+             p.tp, p.fp, p.fn, p.attempts, p.prompt_tokens, p.output_tokens, p.cached_tokens, p.cost_usd)
+            for p in report.pages
+        ],
+    )
 
 
 def eval_runs(store: RecordStore, run_id: str | None = None) -> list[dict[str, Any]]:
     """Stored evaluation summaries (one row per run and version), newest run first."""
-    with store.connect() as con:
-        con.execute(_EVAL_SCHEMA)
-    where = "WHERE run_id = ?" if run_id else ""
-    return store.query(f"SELECT * FROM eval_runs {where} ORDER BY created_at DESC, version",
-                       [run_id] if run_id else [])
+    return store.evaluations(run_id)
 

@@ -9,20 +9,18 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import re
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import duckdb
 from pydantic import BaseModel, Field
 
 from ocr_assets.engines.base import PromptIdentity
 from ocr_assets.outputs import atomic_write_text, read_output
 from ocr_assets.prompts import PromptError, PromptRegistry, page_variables, upstream_context, vars_hash
-from ocr_assets.store import RecordRow, RecordStatus, RecordStore, copy_database_files
+from ocr_assets.store import RecordRow, RecordStatus, RecordStore
 
 
 class OperationsError(ValueError):
@@ -69,27 +67,12 @@ class FailureGroup(BaseModel):
     last_seen: datetime
 
 
-_FAILURE_SQL = """
-SELECT f.*, r.status AS current_status, r.book AS book
-FROM failure_log f LEFT JOIN records r ON r.key = f.key
-{where}
-ORDER BY f.id
-"""
-
-
 def failure_rows(store: RecordStore, *, book: str | None = None, current_only: bool = False) -> list[dict[str, Any]]:
     """failure_log rows (oldest first) with the record's current status and the message pattern.
 
     `current_only`: only each still-failed record's latest failure (what is broken now).
     """
-    where, params = [], []
-    if book is not None:
-        where.append("r.book = ?")
-        params.append(book)
-    if current_only:
-        where.append("r.status IN ('RETRYABLE_FAILURE', 'FATAL_FAILURE')")
-        where.append("f.id = (SELECT max(g.id) FROM failure_log g WHERE g.key = f.key)")
-    rows = store.query(_FAILURE_SQL.format(where="WHERE " + " AND ".join(where) if where else ""), params)
+    rows = store.failures_with_status(book=book, current_only=current_only)
     for row in rows:
         row["pattern"] = normalise_message(row["message"])
     return rows
@@ -249,24 +232,8 @@ def reset_store(store: RecordStore) -> ResetResult:
     db = store.path
     if not db.exists():
         return ResetResult(backup=None, wiped={})
-    with store.exclusive():  # backup and wipe in one hold: no write can land between them
-        target = copy_database_files(db, backup_path(db))
-        con = duckdb.connect(str(db))
-        try:
-            tables = [
-                r[0] for r in con.execute(
-                    "SELECT table_name FROM information_schema.tables "
-                    "WHERE table_schema = 'main' AND table_type = 'BASE TABLE' ORDER BY table_name"
-                ).fetchall()
-            ]
-            wiped: dict[str, int] = {}
-            con.execute("BEGIN TRANSACTION")
-            for table in tables:
-                wiped[table] = con.execute(f'SELECT count(*) FROM "{table}"').fetchone()[0]
-                con.execute(f'DELETE FROM "{table}"')
-            con.execute("COMMIT")
-        finally:
-            con.close()
+    target = backup_path(db)
+    wiped = store.backup_and_wipe(target)
     store.audit("reset", {"backup": str(target), "wiped": wiped})
     return ResetResult(backup=target, wiped=wiped)
 
@@ -288,54 +255,28 @@ def record_history(store: RecordStore, key: str) -> RecordHistory:
     record = store.get(key)
     if record is None:
         raise OperationsError(f"no record {key!r} in {store.path}")
-    batches = store.query(
-        """SELECT br.attempt, br.batch_id, br.batch_index, br.outcome, b.remote_name, b.engine, b.model,
-                  b.state AS batch_state, b.error AS batch_error, b.created_at, b.ingested_at
-           FROM batch_records br LEFT JOIN batches b ON b.batch_id = br.batch_id
-           WHERE br.key = ? ORDER BY b.created_at, br.attempt""",
-        [key],
-    )
-    return RecordHistory(
-        record=record,
-        batches=batches,
-        failures=store.failures(key),
-        inferences=inference_rows(store, key=key),
-        costs=store.query("SELECT * FROM cost_ledger WHERE key = ? ORDER BY id", [key]),
-        audit=store.query("SELECT * FROM audit_log WHERE contains(detail, ?) ORDER BY id", [json.dumps(key)]),
-    )
+    with store.session():
+        return RecordHistory(
+            record=record,
+            batches=store.record_attempts(key),
+            failures=store.failures(key),
+            inferences=store.inferences(key=key),
+            costs=store.costs(key),
+            audit=store.audit_entries(key),
+        )
 
 
 def inference_rows(
     store: RecordStore, *, key: str | None = None, book: str | None = None, limit: int | None = None
 ) -> list[dict[str, Any]]:
     """inference_log rows, newest last (the last `limit` when given)."""
-    where, params = [], []
-    if key is not None:
-        where.append("key = ?")
-        params.append(key)
-    if book is not None:
-        where.append("book = ?")
-        params.append(book)
-    sql = "SELECT * FROM inference_log" + (" WHERE " + " AND ".join(where) if where else "")
-    if limit is not None:
-        sql = f"SELECT * FROM ({sql} ORDER BY id DESC LIMIT {int(limit)})"
-    return store.query(sql + " ORDER BY id", params)
+    return store.inferences(key=key, book=book, limit=limit)
 
 
 def batch_records_table(store: RecordStore, batch_id: str) -> list[dict[str, Any]]:
     """One row per record sent in the batch: key, status (its outcome in this batch, or RUNNING
     while in flight), error (this batch's failure message), attempt. For Dagster metadata tables."""
-    rows = store.query(
-        """SELECT br.key, coalesce(br.outcome, r.status) AS status, f.message AS error, br.attempt
-           FROM batch_records br
-           LEFT JOIN records r ON r.key = br.key
-           LEFT JOIN (SELECT key, batch_id, arg_max(message, id) AS message FROM failure_log
-                      WHERE batch_id = ? GROUP BY key, batch_id) f
-             ON f.key = br.key AND f.batch_id = br.batch_id
-           WHERE br.batch_id = ? ORDER BY br.batch_index""",
-        [batch_id, batch_id],
-    )
-    return [{"key": r["key"], "status": r["status"], "error": r["error"], "attempt": r["attempt"]} for r in rows]
+    return store.batch_record_table(batch_id)
 
 
 # -- prompt reconstruction -----------------------------------------------------------------------
@@ -394,17 +335,13 @@ def reconstruct_prompt(
         return result
     result.stored_vars_hash = record.prompt_vars_hash
     result.vars_hash_matches = vars_hash(variables) == record.prompt_vars_hash
-    logged = store.query(
-        """SELECT rendered_prompt, prompt_template_hash FROM inference_log
-           WHERE key = ? AND prompt_version = ? AND prompt_vars_hash = ? ORDER BY id DESC LIMIT 1""",
-        [key, version, record.prompt_vars_hash],
-    )
+    logged = store.last_logged_prompt(key, version, record.prompt_vars_hash)
     if logged:
-        result.logged_template_hash = logged[0]["prompt_template_hash"]
+        result.logged_template_hash = logged["prompt_template_hash"]
         if result.logged_template_hash:
             result.template_matches = result.logged_template_hash == rendered.identity.template_hash
-        if logged[0]["rendered_prompt"] is not None:
-            result.logged_prompt_matches = logged[0]["rendered_prompt"] == rendered.text
+        if logged["rendered_prompt"] is not None:
+            result.logged_prompt_matches = logged["rendered_prompt"] == rendered.text
     problems = []
     if not result.vars_hash_matches:
         why = (

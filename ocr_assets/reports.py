@@ -442,10 +442,8 @@ def check_courses_on_content_pages(records: Sequence[RecordRow]) -> CheckVerdict
 
 def check_cost_budget(store: RecordStore, budget_usd: float | None) -> CheckVerdict:
     """Total billed cost (every attempt, from the cost ledger) is within the configured budget."""
-    row = store.query("SELECT coalesce(sum(cost_usd), 0) AS cost, coalesce(sum(realtime_cost_usd), 0) AS list "
-                      "FROM cost_ledger")[0]
-    spent = float(row["cost"])
-    counts = {"cost_usd": round(spent, 6), "realtime_equivalent_usd": round(float(row["list"]), 6),
+    spent, listed = store.cost_totals()
+    counts = {"cost_usd": round(spent, 6), "realtime_equivalent_usd": round(listed, 6),
               "budget_usd": budget_usd}
     if budget_usd is None:
         return CheckVerdict(passed=True, counts=counts, summary=f"${spent:.4f} spent; no budget configured")

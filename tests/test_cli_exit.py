@@ -28,7 +28,7 @@ def test_a_command_hands_the_store_back_checkpointed_and_exits_with_its_status(t
     assert "planned 3 pages in 1 books" in planned.stdout
     assert planned.stderr == ""  # no teardown noise (e.g. native extensions reporting leaks)
     db = tmp_path / "state" / "store.duckdb"
-    # The lease's atexit hand-back ran: the connection was closed, so the WAL was checkpointed away.
+    # The store's session ended with the command: the connection was closed, so the WAL was checkpointed away.
     assert not db.with_name(db.name + ".wal").exists()
     con = duckdb.connect(str(db), read_only=True)
     try:

@@ -135,7 +135,7 @@ def test_backup_copies_every_committed_row_while_the_store_is_in_use(cli, tmp_pa
     import duckdb
 
     invoke, pipeline, _ = cli
-    pipeline.store.audit("just before the backup", {})  # committed, and this process still holds its lease
+    pipeline.store.audit("just before the backup", {})  # committed just before the copy is taken
     target = tmp_path / "copies" / "store-copy.duckdb"
     result = invoke("backup", "--to", str(target))
     assert result.exit_code == 0, result.output

@@ -247,16 +247,18 @@ def _worker(path: str, worker: int, seconds: float, queue: mp.Queue) -> None:
     deadline = time.monotonic() + seconds
     try:
         while time.monotonic() < deadline:
-            runnable = store.runnable(8)
+            with store.session():  # one unit of work: pick, claim, apply under one hold of the lock
+                runnable = store.runnable(8)
+                if runnable:
+                    n += 1
+                    batch = f"w{worker}-{n}"
+                    keys = store.claim(batch, _items([r.key for r in runnable]), engine="local", model="m")
+                    claimed += len(keys)
+                    outcomes = [(_fail(k) if (hash((k, n, worker)) % 4 == 0) else _ok(k)) for k in keys]
+                    summary = store.apply_outcomes(batch, outcomes)
             if not runnable:
                 time.sleep(0.01)
                 continue
-            n += 1
-            batch = f"w{worker}-{n}"
-            keys = store.claim(batch, _items([r.key for r in runnable]), engine="local", model="m")
-            claimed += len(keys)
-            outcomes = [(_fail(k) if (hash((k, n, worker)) % 4 == 0) else _ok(k)) for k in keys]
-            summary = store.apply_outcomes(batch, outcomes)
             succeeded += len(summary.succeeded)
             failed += len(summary.retryable)
             if summary.ignored:
@@ -302,3 +304,32 @@ def test_four_processes_hammering_the_store_lose_and_duplicate_nothing(tmp_path:
         "WHERE r.status = 'SUCCESS' AND u.status <> 'SUCCESS'"
     )[0]
     assert order["bad"] == 0
+
+
+def test_runnable_order_is_chain_priority_then_book_then_page(tmp_path: Path) -> None:
+    store = RecordStore(tmp_path / "order.duckdb")
+    # Several chains of equal length, planned in an order that is neither book nor page order,
+    # plus standalone pages (gaps start new chains) of equal, lower priority.
+    books = ["NY:zeta:1900", "CA:alpha:1900", "NY:beta:1901", "CA:alpha:1899"]
+    nodes = [n for book in books for n in reversed(_chain_nodes(book, 3))]
+    state, school, year = "TX:solo:1900".split(":")
+    nodes += [PlannedRecord(key=f"TX:solo:1900:{p}", book="TX:solo:1900", state=state, school=school,
+                            year=int(year), page=p, image_path="i", allow_list_path="a") for p in (9, 3, 5)]
+    store.add_planned(nodes)
+    picked = [r.key for r in store.runnable(7, require_upstream=False)]
+    assert picked == [
+        "CA:alpha:1899:1", "CA:alpha:1900:1", "NY:beta:1901:1", "NY:zeta:1900:1",  # chain_remaining 2
+        "CA:alpha:1899:2", "CA:alpha:1900:2", "NY:beta:1901:2",  # then 1, book order
+    ]
+    assert [r.key for r in store.runnable(100)][-3:] == ["TX:solo:1900:3", "TX:solo:1900:5", "TX:solo:1900:9"]
+    assert [r.key for r in store.runnable(100)] == [r.key for r in store.runnable(100)]  # stable across calls
+
+
+def test_claim_and_apply_touch_only_the_batch_and_its_downstream_pages(store: RecordStore) -> None:
+    store.claim("b1", _items(["CA:ucla:1900:1", "NY:nyu:1901:1"]), engine="local", model="m")
+    before = {r.key: r.updated_at for r in store.records()}
+    store.apply_outcomes("b1", [_ok("CA:ucla:1900:1"), _fail("NY:nyu:1901:1", cls="fatal")])
+    after = {r.key: r for r in store.records()}
+    changed = {k for k, r in after.items() if r.updated_at != before[k]}
+    assert changed == {"CA:ucla:1900:1", "NY:nyu:1901:1"}
+    assert after["CA:ucla:1900:2"].upstream_done and not after["CA:ucla:1900:3"].upstream_done

@@ -259,11 +259,10 @@ class GeminiBatchClient:
     def _file_entries(self) -> dict[str, dict]:
         if self.store is None:
             return {}
-        rows = self.store.query("SELECT name, value FROM kv WHERE name LIKE 'gemini:file:%'")
         entries = {}
-        for row in rows:
+        for name, value in self.store.kv_with_prefix("gemini:file:").items():
             try:
-                entries[row["name"]] = json.loads(row["value"])
+                entries[name] = json.loads(value)
             except ValueError:
                 continue
         return entries
@@ -319,12 +318,7 @@ class GeminiBatchClient:
         with ThreadPoolExecutor(max_workers=self.settings.gemini.upload_concurrency) as pool:
             done = [r for r in pool.map(upload, todo) if r is not None]
         if done and self.store is not None:
-            with self.store.connect() as con:
-                con.executemany(
-                    "INSERT INTO kv (name, value) VALUES (?, ?) "
-                    "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
-                    [(f"gemini:file:{digest}", json.dumps(entry)) for _, digest, entry in done],
-                )
+            self.store.kv_set_many({f"gemini:file:{digest}": json.dumps(entry) for _, digest, entry in done})
         for path, _, entry in done:
             refs[str(path)] = FileRef(name=entry["name"], uri=entry["uri"], mime_type=entry["mime_type"])
         return refs

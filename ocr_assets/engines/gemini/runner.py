@@ -518,15 +518,7 @@ def recover_submitting(pipeline: Pipeline, client: GeminiBatchClient, *, now: da
 def pending_ingest(pipeline: Pipeline) -> list[BatchRow]:
     """Remote-terminal batches not yet settled: SUCCEEDED/EXPIRED, or FAILED/CANCELLED with records
     still RUNNING in them (a crash between poll and release)."""
-    rows = pipeline.store.query(
-        """SELECT b.* FROM batches b
-           WHERE b.engine = ? AND (b.state IN ('SUCCEEDED', 'EXPIRED')
-              OR (b.state IN ('FAILED', 'CANCELLED') AND EXISTS (
-                  SELECT 1 FROM records r WHERE r.batch_id = b.batch_id AND r.status = 'RUNNING')))
-           ORDER BY b.updated_at""",
-        [ENGINE],
-    )
-    return [BatchRow.model_validate(row) for row in rows]
+    return pipeline.store.unsettled_batches(ENGINE)
 
 
 def poll_active(pipeline: Pipeline, client: GeminiBatchClient, *, now: datetime | None = None,
@@ -728,12 +720,9 @@ def batch_status(pipeline: Pipeline, batch_id: str) -> dict[str, Any]:
     batch = store.get_batch(batch_id)
     if batch is None:
         raise KeyError(f"no batch {batch_id!r} in the record store")
-    outcomes = store.query(
-        "SELECT coalesce(outcome, 'RUNNING') AS outcome, count(*) AS n FROM batch_records "
-        "WHERE batch_id = ? GROUP BY 1 ORDER BY 1", [batch.batch_id])
     return {
         "batch": batch.model_dump(mode="json", exclude={"detail"}),
-        "outcomes": {r["outcome"]: r["n"] for r in outcomes},
+        "outcomes": store.batch_outcome_counts(batch.batch_id),
         "detail": _detail(batch),
     }
 
@@ -742,21 +731,8 @@ def batch_status(pipeline: Pipeline, batch_id: str) -> dict[str, Any]:
 
 
 def _progress(pipeline: Pipeline, books: Sequence[str] | None) -> tuple[int, int, float]:
-    store = pipeline.store
-    params: list[Any] = [store.max_attempts]
-    where = ""
-    if books is not None:
-        where = "WHERE book IN (SELECT unnest(?))"
-        params.append(list(books))
-    row = store.query(
-        f"""SELECT count(*) AS total,
-                  count(*) FILTER (WHERE status IN ('SUCCESS', 'FATAL_FAILURE', 'BLOCKED')
-                                   OR (status = 'RETRYABLE_FAILURE' AND attempts >= ?)) AS terminal,
-                  (SELECT coalesce(sum(cost_usd), 0) FROM cost_ledger) AS cost
-           FROM records {where}""",
-        params,
-    )[0]
-    return int(row["terminal"]), int(row["total"]), float(row["cost"])
+    progress = pipeline.store.progress(books)
+    return progress.terminal, progress.total, progress.cost_usd
 
 
 def run_batches(

@@ -202,7 +202,7 @@ def test_ingest_is_idempotent_and_replay_from_the_archive_is_byte_identical(tmp_
 
     # replay without the API: the DB as it was before ingest, outputs gone, emulator stopped
     server.stop()
-    with store.exclusive():  # file-level work on a store goes under its lock (our lease is closed there)
+    with store.exclusive():  # file-level work on a store goes under its lock, with no connection open
         shutil.copy(snapshot, db)
     for path in outputs:
         path.unlink()
