@@ -8,12 +8,14 @@ bytes, so nothing is lost or half-applied.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import socket
 import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, Field
 
@@ -43,6 +45,7 @@ from ocr_assets.tracking import InferenceEvent, NullTracker, Tracker
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
 SYNC_ENGINE_PREFIXES = ("local", "gemini-realtime", "gemini-flex")
 
 
@@ -60,18 +63,36 @@ def open_store(settings: Settings) -> RecordStore:
     return RecordStore(settings.paths.database, max_attempts=settings.execution.max_attempts)
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def owner_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def owner_dead(owner: str | None) -> bool:
+    """Whether the process an `owner_id()` names is surely gone (no owner counts as gone; another
+    host's process cannot be checked from here, so it counts as alive)."""
+    if not owner:
+        return True
+    host, _, pid = owner.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def one_store_session(fn: Callable[..., T]) -> Callable[..., T]:
+    """Run `fn(holder, ...)` (a holder of `.store`: a Pipeline) as one unit of work: every store call
+    inside shares one hold of the store's lock and connection, closed when it returns."""
+    @functools.wraps(fn)
+    def in_session(holder: Any, *args: Any, **kwargs: Any) -> T:
+        with holder.store.session():
+            return fn(holder, *args, **kwargs)
+
+    return in_session
 
 
 class Pipeline:
@@ -139,6 +160,7 @@ class Pipeline:
 
     # -- ingest ----------------------------------------------------------------------------
 
+    @one_store_session
     def ingest(
         self,
         batch_id: str,
@@ -234,13 +256,11 @@ class Pipeline:
 
     def recover_orphans(self) -> list[str]:
         """Release records held by synchronous runs whose process died (counts the attempt)."""
-        host = socket.gethostname()
         released: list[str] = []
         for batch in self.store.active_batches():
             if not batch.engine.startswith(SYNC_ENGINE_PREFIXES) or not batch.owner:
                 continue
-            owner_host, _, pid = batch.owner.rpartition(":")
-            if owner_host == host and pid.isdigit() and not _pid_alive(int(pid)):
+            if owner_dead(batch.owner):
                 released += self.store.release_batch(
                     batch.batch_id, error=f"process {batch.owner} died during inference",
                     error_type="orchestrator_died", count_failure=True, state=BatchState.FAILED,
@@ -274,9 +294,10 @@ class Pipeline:
                         message=why)
             for rec, why in problems if rec.key in claimed
         ]
-        summary = self.ingest(batch_id, [r for r in claimable if r.key in claimed], outcomes,
-                              engine=engine.name, pricing_mode=engine.pricing_mode, model=self._model_name(engine))
-        self.store.set_batch_state(batch_id, BatchState.INGESTED)
+        with self.store.session():  # the ingest and the batch's end in one hold of the store
+            summary = self.ingest(batch_id, [r for r in claimable if r.key in claimed], outcomes,
+                                  engine=engine.name, pricing_mode=engine.pricing_mode, model=self._model_name(engine))
+            self.store.set_batch_state(batch_id, BatchState.INGESTED)
         return batch_id, summary
 
     def _model_name(self, engine: SyncEngine) -> str:

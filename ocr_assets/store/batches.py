@@ -30,8 +30,8 @@ class BatchesMixin(StoreBase):
                 for chunk in chunks(list(_running(con, batch_id))):
                     con.execute(
                         f"UPDATE records SET attempts = attempts + 1, updated_at = ? "
-                        f"WHERE key IN ({placeholders(chunk)}) AND batch_id = ? AND status = 'RUNNING'",
-                        [now, *chunk, batch_id],
+                        f"WHERE key IN ({placeholders(chunk)})",  # RUNNING in the batch: read just now
+                        [now, *chunk],
                     )
 
     def set_batch_state(self, batch_id: str, state: BatchState, *, error: str | None = None,
@@ -170,8 +170,8 @@ class BatchesMixin(StoreBase):
                                message, prompt_name, prompt_version, prompt_vars_hash, model, created_at)
                            SELECT key, attempts, batch_id, engine, 'retryable', ?, ?, prompt_name,
                                prompt_version, prompt_vars_hash, model, ?
-                           FROM records WHERE key IN ({placeholders(chunk)}) AND batch_id = ?""",
-                        [error_type, error, now, *chunk, batch_id],
+                           FROM records WHERE key IN ({placeholders(chunk)})""",
+                        [error_type, error, now, *chunk],
                     )
             statuses = {key: transitions.after_release(attempts=running[key][0], max_attempts=self.max_attempts,
                                                        count_failure=count_failure) for key in keys}
@@ -186,10 +186,9 @@ class BatchesMixin(StoreBase):
                            batch_id = NULL, batch_index = NULL, updated_at = ?
                         FROM (SELECT unnest(?::VARCHAR[]) AS key, unnest(?::VARCHAR[]) AS status,
                                      unnest(?::VARCHAR[]) AS message) u
-                        WHERE records.key IN ({placeholders(chunk)}) AND records.key = u.key
-                          AND records.batch_id = ? AND records.status = 'RUNNING'""",
+                        WHERE records.key IN ({placeholders(chunk)}) AND records.key = u.key""",
                     [count_failure, count_failure, count_failure, error_type, now, list(chunk),
-                     [str(statuses[k]) for k in chunk], [messages[k] for k in chunk], *chunk, batch_id],
+                     [str(statuses[k]) for k in chunk], [messages[k] for k in chunk], *chunk],
                 )
             fatal = [key for key in keys if statuses[key] == transitions.S.FATAL_FAILURE]
             _block_downstream(con, fatal, now)

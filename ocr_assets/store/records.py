@@ -257,9 +257,15 @@ class RecordsMixin(StoreBase):
         claimed: list[tuple[str, int, int]] = []
         with self.connect() as con:
             for chunk in chunks(items):
+                # The guard is checked on rows read in this transaction (the store has one writer, under
+                # the file lock), then only those rows move: a filter beside the key list would make
+                # DuckDB scan the table instead of probing its key index.
+                found = lookup(con, [i.key for i in chunk], "status, attempts, upstream_key, upstream_done")
+                chunk = [i for i in chunk if i.key in found and transitions.claimable(
+                    *found[i.key], max_attempts=self.max_attempts, require_upstream=require_upstream)]
+                if not chunk:
+                    continue
                 keys = [i.key for i in chunk]
-                # One guarded statement per chunk: only records still claimable move, and it says
-                # which did. The `IN` list drives an index probe; the join only carries values.
                 claimed += con.execute(
                     f"""
                     UPDATE records SET status = 'RUNNING', batch_id = ?, batch_index = c.batch_index,
@@ -270,13 +276,11 @@ class RecordsMixin(StoreBase):
                                  unnest(?::VARCHAR[]) AS prompt_name, unnest(?::VARCHAR[]) AS prompt_version,
                                  unnest(?::VARCHAR[]) AS prompt_vars_hash) c
                     WHERE records.key IN ({placeholders(keys)}) AND records.key = c.key
-                      AND records.status IN {sql_list(CLAIMABLE)} AND records.attempts < ?
-                      AND (records.upstream_key IS NULL OR records.upstream_done OR ?)
                     RETURNING records.key, records.batch_index, records.attempts
                     """,
                     [batch_id, engine, model, now, keys, [i.batch_index for i in chunk],
                      [i.prompt_name for i in chunk], [i.prompt_version for i in chunk],
-                     [i.prompt_vars_hash for i in chunk], *keys, self.max_attempts, not require_upstream],
+                     [i.prompt_vars_hash for i in chunk], *keys],
                 ).fetchall()
             if not claimed:
                 return []
@@ -357,30 +361,38 @@ class RecordsMixin(StoreBase):
         return len(changed_keys)
 
 
+def lookup(con: duckdb.DuckDBPyConnection, keys: Sequence[str], columns: str) -> dict[str, tuple[Any, ...]]:
+    """key → (`columns`) of the records with those keys, by probing the key index.
+
+    DuckDB probes an index only when the key list is the scan's sole filter: any other condition
+    (status, batch) turns the probe into a full scan, so callers filter the returned rows instead.
+    """
+    found: dict[str, tuple[Any, ...]] = {}
+    for chunk in chunks(list(keys)):
+        for row in con.execute(f"SELECT key, {columns} FROM records WHERE key IN ({placeholders(chunk)})",
+                               list(chunk)).fetchall():
+            found[row[0]] = row[1:]
+    return found
+
+
 def _running(con: duckdb.DuckDBPyConnection, batch_id: str,
              keys: Sequence[str] | None = None) -> dict[str, tuple[Any, ...]]:
     """key → (attempts, prompt name, version, vars hash, book, page) of records RUNNING in the batch.
 
-    With `keys`, an index probe on them; without, the batch's members from `batch_records`.
+    Among `keys`, or (without) among the batch's members in `batch_records`.
     """
     if keys is None:
         keys = [r[0] for r in con.execute("SELECT key FROM batch_records WHERE batch_id = ?", [batch_id]).fetchall()]
-    found: dict[str, tuple[Any, ...]] = {}
-    for chunk in chunks(list(keys)):
-        for r in con.execute(
-            f"""SELECT key, attempts, prompt_name, prompt_version, prompt_vars_hash, book, page FROM records
-                WHERE key IN ({placeholders(chunk)}) AND batch_id = ? AND status = 'RUNNING'""",
-            [*chunk, batch_id],
-        ).fetchall():
-            found[r[0]] = r[1:]
-    return found
+    found = lookup(con, keys, "batch_id, status, attempts, prompt_name, prompt_version, prompt_vars_hash, book, page")
+    return {key: row[2:] for key, row in found.items() if row[0] == batch_id and row[1] == RecordStatus.RUNNING}
 
 
 def _write_outcomes(con: duckdb.DuckDBPyConnection, batch_id: str,
                     rows: Sequence[tuple[RecordOutcome, tuple[Any, ...], str, str | None]],
                     summary: ApplySummary, now: datetime) -> None:
-    """Every write is one set-based statement over the outcome table: executemany runs a statement
-    per row, which cost seconds per 500-record batch."""
+    """Every write is one set-based statement over the outcome table (executemany runs a statement
+    per row, which cost seconds per 500-record batch). `rows` are RUNNING in the batch (checked in
+    this transaction), so the updates select by key alone: an index probe."""
     with registered(con, "outcome_rows", outcome_table(rows)):
         for chunk in chunks(summary.applied):
             con.execute(
@@ -398,9 +410,8 @@ def _write_outcomes(con: duckdb.DuckDBPyConnection, batch_id: str,
                        batch_index = CASE WHEN u.success THEN records.batch_index ELSE NULL END,
                        updated_at = ?
                    FROM outcome_rows u
-                   WHERE records.key IN ({placeholders(chunk)}) AND records.key = u.key
-                     AND records.batch_id = ? AND records.status = 'RUNNING'""",
-                [now, *chunk, batch_id],
+                   WHERE records.key IN ({placeholders(chunk)}) AND records.key = u.key""",
+                [now, *chunk],
             )
         for chunk in chunks(summary.succeeded):  # their downstream pages may run now
             con.execute(
@@ -422,19 +433,18 @@ def _block_downstream(con: duckdb.DuckDBPyConnection, failed: Sequence[str], now
     while roots:
         step: dict[str, str] = {}
         for chunk in chunks(list(roots)):
-            for key, upstream in con.execute(
-                f"""UPDATE records SET status = 'BLOCKED', updated_at = ?
-                    WHERE upstream_key IN ({placeholders(chunk)}) AND status IN {sql_list(BLOCKABLE)}
-                    RETURNING key, upstream_key""",
-                [now, *chunk],
+            for key, upstream, status in con.execute(
+                f"SELECT key, upstream_key, status FROM records WHERE upstream_key IN ({placeholders(chunk)})",
+                list(chunk),
             ).fetchall():
-                step[key] = roots[upstream]
-        if step:
+                if status in BLOCKABLE:
+                    step[key] = roots[upstream]
+        for chunk in chunks(list(step)):
             con.execute(
-                f"""UPDATE records SET blocked_by = b.root FROM
+                f"""UPDATE records SET status = 'BLOCKED', blocked_by = b.root, updated_at = ? FROM
                        (SELECT unnest(?::VARCHAR[]) AS key, unnest(?::VARCHAR[]) AS root) b
-                    WHERE records.key IN ({placeholders(step)}) AND records.key = b.key""",
-                [list(step), list(step.values()), *step],
+                    WHERE records.key IN ({placeholders(chunk)}) AND records.key = b.key""",
+                [now, list(chunk), [step[k] for k in chunk], *chunk],
             )
         total += len(step)
         roots = step

@@ -31,6 +31,14 @@ def can_move(source: RecordStatus, target: RecordStatus) -> bool:
     return target in TRANSITIONS[source]
 
 
+def claimable(status: str, attempts: int, upstream_key: str | None, upstream_done: bool, *, max_attempts: int,
+              require_upstream: bool = True) -> bool:
+    """Runnable: PENDING or RETRYABLE with attempts left, and its upstream SUCCESS (or none, or not
+    required: context from a local OCR pass). A BLOCKED record is never claimable."""
+    return (status in CLAIMABLE and attempts < max_attempts
+            and (upstream_key is None or upstream_done or not require_upstream))
+
+
 class Verdict(NamedTuple):
     """Where one attempt's result puts a RUNNING record, and the error it keeps (None on success)."""
 

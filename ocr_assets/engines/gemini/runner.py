@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import socket
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -36,7 +34,8 @@ from ocr_assets.engines.gemini.client import describe_error
 from ocr_assets.engines.gemini.context import ContextProvider, provider_for
 from ocr_assets.engines.gemini.metering import load_calibration, token_room, update_calibration
 from ocr_assets.outputs import atomic_write_bytes
-from ocr_assets.pipeline import Pipeline, owner_id
+from ocr_assets.pipeline import Pipeline, one_store_session, owner_id
+from ocr_assets.pipeline import owner_dead as _owner_dead
 from ocr_assets.prompts import page_variables
 from ocr_assets.schema import ErrorClass
 from ocr_assets.store import (
@@ -327,6 +326,7 @@ def _retry_held(pipeline: Pipeline, client: GeminiBatchClient, batch: BatchRow, 
     return True
 
 
+@one_store_session
 def submit_wave(
     pipeline: Pipeline,
     client: GeminiBatchClient,
@@ -469,21 +469,6 @@ def submit_wave(
 # -- recovery and polling ------------------------------------------------------------------------
 
 
-def _owner_dead(owner: str | None) -> bool:
-    if not owner:
-        return True
-    host, _, pid = owner.rpartition(":")
-    if host != socket.gethostname() or not pid.isdigit():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
-
-
 def recover_submitting(pipeline: Pipeline, client: GeminiBatchClient, *, now: datetime | None = None,
                        grace_s: float = SUBMIT_GRACE_S, active: Sequence[BatchRow] | None = None) -> RecoveryReport:
     """SUBMITTING batches left by a crash (owner dead, or older than the grace period): adopt the
@@ -590,6 +575,7 @@ class BatchNotFinished(RuntimeError):
     """The batch is still pending or running remotely."""
 
 
+@one_store_session
 def ingest_batch(
     pipeline: Pipeline,
     client: GeminiBatchClient,
