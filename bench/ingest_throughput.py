@@ -169,8 +169,9 @@ def main() -> None:
         t0 = time.perf_counter()
         outcomes = [outcome_for(key, text) for key, text in texts]
         t1 = time.perf_counter()
-        pipeline.ingest(batch_id, requests, outcomes, engine=ENGINE, pricing_mode="batch")
-        pipeline.store.set_batch_state(batch_id, BatchState.INGESTED)
+        with pipeline.store.session():  # one ingest is one unit of work, as in `ingest_batch`
+            pipeline.ingest(batch_id, requests, outcomes, engine=ENGINE, pricing_mode="batch")
+            pipeline.store.set_batch_state(batch_id, BatchState.INGESTED)
         per_batch.append(time.perf_counter() - t0)
         parse_s += t1 - t0
     if profiler:
