@@ -746,61 +746,62 @@ def run_batches(
     idle = 0
     submitted_records = 0
     while True:
-        summary.ticks += 1
-        finished, active = _poll(pipeline, client, active=store.active_batches())
-        for batch in finished:
-            try:
-                result = ingest_batch(pipeline, client, batch, provider=provider)
-            except BatchNotFinished:
-                continue
-            except Exception as exc:  # keep the other batches moving; this one is retried next tick
-                log.error("ingest of batch %s failed: %s", batch.batch_id, describe_error(exc))
-                continue
-            summary.ingested.append(batch.batch_id)
-            summary.attempted += result.succeeded + result.retryable + result.fatal
-            summary.succeeded += result.succeeded
-            summary.retryable += result.retryable
-            summary.fatal += result.fatal
-            summary.blocked += result.blocked
-            summary.released += result.released
-            if result.alert:
-                summary.alerts.append(result.alert)
-        remaining = None if limit is None else max(0, limit - submitted_records)
-        wave = SubmitReport(skipped="limit reached")
-        if remaining is None or remaining > 0:
-            wave = submit_wave(pipeline, client, books=books, limit=remaining, provider=provider, active=active)
-        submitted_records += wave.records
-        summary.submitted += wave.batches + wave.resubmitted
-        summary.held += len(wave.held)
-        in_flight = len(active) + len(wave.batches)
-        terminal, total, cost_so_far = _progress(pipeline, books)
-        summary.unfinished = total - terminal
-        if on_tick is not None:
-            on_tick(RunProgress(
-                tick=summary.ticks, terminal=terminal, total=total, active_batches=in_flight,
-                submitted_batches=len(summary.submitted), ingested_batches=len(summary.ingested),
-                cost_usd=cost_so_far, alerts=list(summary.alerts),
-                stuck=[b.batch_id for b in stuck_batches(pipeline, active=active)],
-                elapsed_s=time.monotonic() - start,
-            ))
-        if summary.unfinished == 0:
-            summary.stopped = "done"
-            break
-        if limit is not None and submitted_records >= limit and not in_flight:
-            summary.stopped = "limit reached"
-            break
-        if not in_flight and not finished and not wave.failed_before_submit:
-            idle += 1
-            if idle >= max_idle_ticks:
-                summary.stopped = (f"{summary.unfinished} records unfinished but nothing is runnable or in "
-                                   "flight here (running elsewhere?)")
-                log.warning("%s", summary.stopped)
+        with store.session():  # one tick is one unit of work: one hold of the store, released to sleep
+            summary.ticks += 1
+            finished, active = _poll(pipeline, client, active=store.active_batches())
+            for batch in finished:
+                try:
+                    result = ingest_batch(pipeline, client, batch, provider=provider)
+                except BatchNotFinished:
+                    continue
+                except Exception as exc:  # keep the other batches moving; this one is retried next tick
+                    log.error("ingest of batch %s failed: %s", batch.batch_id, describe_error(exc))
+                    continue
+                summary.ingested.append(batch.batch_id)
+                summary.attempted += result.succeeded + result.retryable + result.fatal
+                summary.succeeded += result.succeeded
+                summary.retryable += result.retryable
+                summary.fatal += result.fatal
+                summary.blocked += result.blocked
+                summary.released += result.released
+                if result.alert:
+                    summary.alerts.append(result.alert)
+            remaining = None if limit is None else max(0, limit - submitted_records)
+            wave = SubmitReport(skipped="limit reached")
+            if remaining is None or remaining > 0:
+                wave = submit_wave(pipeline, client, books=books, limit=remaining, provider=provider, active=active)
+            submitted_records += wave.records
+            summary.submitted += wave.batches + wave.resubmitted
+            summary.held += len(wave.held)
+            in_flight = len(active) + len(wave.batches)
+            terminal, total, cost_so_far = _progress(pipeline, books)
+            summary.unfinished = total - terminal
+            if on_tick is not None:
+                on_tick(RunProgress(
+                    tick=summary.ticks, terminal=terminal, total=total, active_batches=in_flight,
+                    submitted_batches=len(summary.submitted), ingested_batches=len(summary.ingested),
+                    cost_usd=cost_so_far, alerts=list(summary.alerts),
+                    stuck=[b.batch_id for b in stuck_batches(pipeline, active=active)],
+                    elapsed_s=time.monotonic() - start,
+                ))
+            if summary.unfinished == 0:
+                summary.stopped = "done"
                 break
-        else:
-            idle = 0
-        if timeout_s is not None and time.monotonic() - start > timeout_s:
-            summary.stopped = "timeout"
-            break
+            if limit is not None and submitted_records >= limit and not in_flight:
+                summary.stopped = "limit reached"
+                break
+            if not in_flight and not finished and not wave.failed_before_submit:
+                idle += 1
+                if idle >= max_idle_ticks:
+                    summary.stopped = (f"{summary.unfinished} records unfinished but nothing is runnable or in "
+                                       "flight here (running elsewhere?)")
+                    log.warning("%s", summary.stopped)
+                    break
+            else:
+                idle = 0
+            if timeout_s is not None and time.monotonic() - start > timeout_s:
+                summary.stopped = "timeout"
+                break
         time.sleep(interval)
     summary.elapsed_s = time.monotonic() - start
     return summary
