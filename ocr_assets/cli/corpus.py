@@ -15,10 +15,13 @@ from ocr_assets.store import RecordStatus
 STATUS_ORDER = [s.value for s in RecordStatus]
 
 
+PANEL = "Corpus and records"  # the help's group for these commands
+
+
 def register(app: typer.Typer) -> None:
-    app.command("plan")(plan)
-    app.command("status")(status)
-    app.command("records")(records)
+    app.command("plan", rich_help_panel=PANEL)(plan)
+    app.command("status", rich_help_panel=PANEL)(status)
+    app.command("records", rich_help_panel=PANEL)(records)
 
 
 def plan(

@@ -39,7 +39,7 @@ telemetry:
 
 def register(app: typer.Typer) -> None:
     """Attach this module's commands to the root app."""
-    app.command("demo")(demo)
+    app.command("demo", rich_help_panel="Tools")(demo)
 
 
 def _package_prompts() -> Path:

@@ -13,7 +13,7 @@ from ocr_assets.cli.common import console, err_console
 
 def register(app: typer.Typer) -> None:
     """Attach this module's commands to the root app."""
-    app.command("emulator")(emulator)
+    app.command("emulator", rich_help_panel="Tools")(emulator)
 
 
 def emulator(

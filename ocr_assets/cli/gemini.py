@@ -15,7 +15,6 @@ from rich.markup import escape
 
 from ocr_assets.cli.common import ConfigOption, console, err_console, friendly_errors, get_settings, table
 from ocr_assets.engines.factory import EngineUnavailable, drive, make_batch_client
-from ocr_assets.engines.gemini import helper
 from ocr_assets.pipeline import Pipeline
 from ocr_assets.plan import build_plan
 from ocr_assets.prompts import PromptError
@@ -29,13 +28,16 @@ if TYPE_CHECKING:
 BookOption = Annotated[list[str] | None, typer.Option("--book", help="Only this book (state:school:year); repeatable.")]
 
 
+PANEL = "Gemini batches"  # the help's group for these commands
+
+
 def register(app: typer.Typer) -> None:
-    app.command("run")(run)
-    app.command("submit")(submit)
-    app.command("batch-status")(batch_status)
-    app.command("batch-fetch")(batch_fetch)
-    app.command("batch-cancel")(batch_cancel)
-    app.command("batches")(batches)
+    app.command("run", rich_help_panel="Run")(run)
+    app.command("submit", rich_help_panel="Run")(submit)
+    app.command("batch-status", rich_help_panel=PANEL)(batch_status)
+    app.command("batch-fetch", rich_help_panel=PANEL)(batch_fetch)
+    app.command("batch-cancel", rich_help_panel=PANEL)(batch_cancel)
+    app.command("batches", rich_help_panel=PANEL)(batches)
 
 
 def _pipeline(settings: Settings) -> Pipeline:
@@ -46,9 +48,8 @@ def _batch_pipeline(config) -> tuple[Pipeline, GeminiBatchClient]:
     settings = get_settings(config)
     settings = settings.model_copy(update={"engine": "gemini-batch"})
     pipeline = _pipeline(settings)
-    sdk_helper = helper.current()  # forked by `main` for these commands: the SDK is loading there
     with friendly_errors(EngineUnavailable):
-        client = make_batch_client(pipeline, calls=sdk_helper.calls(settings) if sdk_helper else None)
+        client = make_batch_client(pipeline)
     return pipeline, client
 
 

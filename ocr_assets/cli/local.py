@@ -37,7 +37,7 @@ local_app = typer.Typer(help="Run the local engine (RapidOCR on CPU, or a local 
 def register(app: typer.Typer) -> None:
     """Attach this module's commands to the root app."""
     local_app.command("run")(run)
-    app.add_typer(local_app, name="local")
+    app.add_typer(local_app, name="local", rich_help_panel="Run")
 
 
 class PagesPerSecond(ProgressColumn):
@@ -52,11 +52,8 @@ def local_settings(
     settings: Settings, *, device: str | None, batch_size: str | None, engine: str | None, model_dir: Path | None
 ) -> Settings:
     """`settings` with the engine set to local and the given options over `settings.local`."""
-    overrides = {"device": device, "batch_size": batch_size, "engine": engine, "model_dir": model_dir}
-    local = settings.local.model_validate(
-        {**settings.local.model_dump(), **{k: v for k, v in overrides.items() if v is not None}}
-    )
-    return settings.model_copy(update={"engine": "local", "local": local})
+    local = settings.override("local", device=device, batch_size=batch_size, engine=engine, model_dir=model_dir)
+    return local.model_copy(update={"engine": "local"})
 
 
 def make_engine(settings: Settings) -> LocalInference:

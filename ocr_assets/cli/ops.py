@@ -26,19 +26,22 @@ failures_app = typer.Typer(help="Failures grouped by class and message pattern; 
                            rich_markup_mode=None)
 
 
+PANEL = "Operate"  # the help's group for these commands
+
+
 def register(app: typer.Typer) -> None:
     """Attach this module's commands to the root app."""
     failures_app.callback(invoke_without_command=True)(failures)
     failures_app.command("export")(failures_export)
-    app.add_typer(failures_app, name="failures")
-    app.command("retry")(retry)
-    app.command("reset")(reset)
-    app.command("backup")(backup)
-    app.command("show")(show)
-    app.command("inferences")(inferences)
-    app.command("eval")(eval_prompts)
-    prompt_app.command("show")(prompt_show)
-    app.add_typer(prompt_app, name="prompt")
+    app.add_typer(failures_app, name="failures", rich_help_panel=PANEL)
+    app.command("retry", rich_help_panel=PANEL)(retry)
+    app.command("reset", rich_help_panel=PANEL)(reset)
+    app.command("backup", rich_help_panel=PANEL)(backup)
+    app.command("show", rich_help_panel=PANEL)(show)
+    app.command("inferences", rich_help_panel=PANEL)(inferences)
+    app.command("eval", rich_help_panel=PANEL)(eval_prompts)
+    prompt_app.command("show", rich_help_panel=PANEL)(prompt_show)
+    app.add_typer(prompt_app, name="prompt", rich_help_panel=PANEL)
 
 
 _NO_WRAP = {"key", "record", "batch", "example keys", "prompt", "at", "sent", "last seen"}
