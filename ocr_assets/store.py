@@ -780,12 +780,14 @@ class RecordStore:
         return {batch_id: found.get(batch_id, []) for batch_id in batch_ids}
 
     def release_batch(self, batch_id: str, *, error: str, error_type: str, count_failure: bool,
-                      state: BatchState) -> list[str]:
+                      state: BatchState, refund_attempt: bool = False) -> list[str]:
         """Return every record still RUNNING in the batch so it can run again (never lost with it).
 
         `count_failure=True` (the batch ran and failed/expired/was cancelled): the attempt stands, the
         failure is logged, and records whose attempts are exhausted become FATAL (chains BLOCKED).
-        `count_failure=False` (the remote create never happened): records go back as they were.
+        `count_failure=False` (the remote create never happened): records go back as they were;
+        `refund_attempt=True` also takes back the attempt their claim counted (a sync engine that
+        could not answer any page, e.g. a wrong endpoint).
         """
         now = utcnow()
         with self.connect() as con:
@@ -817,11 +819,11 @@ class RecordStore:
                 _propagate_blocked(con, now)
             elif keys:
                 con.execute(
-                    """UPDATE records SET
-                          status = CASE WHEN attempts = 0 THEN 'PENDING' ELSE 'RETRYABLE_FAILURE' END,
+                    """UPDATE records SET attempts = greatest(attempts - ?, 0),
+                          status = CASE WHEN attempts - ? <= 0 THEN 'PENDING' ELSE 'RETRYABLE_FAILURE' END,
                           batch_id = NULL, batch_index = NULL, updated_at = ?
                         WHERE batch_id = ? AND status = 'RUNNING'""",
-                    [now, batch_id],
+                    [int(refund_attempt), int(refund_attempt), now, batch_id],
                 )
             con.execute(
                 "UPDATE batch_records SET outcome = ? WHERE batch_id = ? AND outcome IS NULL",

@@ -17,7 +17,7 @@ def register(app: typer.Typer) -> None:
 
 
 def emulator(
-    port: Annotated[int, typer.Option("--port", help="Port to listen on (0 picks a free one).")] = 8765,
+    port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port to listen on (0 picks a free one).")] = 8765,
     host: Annotated[str, typer.Option("--host", help="Interface to bind.")] = "127.0.0.1",
     latency: Annotated[float, typer.Option("--latency", help="Seconds a batch stays RUNNING.")] = 2.0,
     pending: Annotated[float, typer.Option("--pending", help="Seconds a batch stays PENDING.")] = 0.0,

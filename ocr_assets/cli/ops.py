@@ -73,7 +73,7 @@ def failures(
     config: ConfigOption = None,
     book: BookOption = None,
     current: CurrentOption = False,
-    examples: Annotated[int, typer.Option(help="Example keys per group.")] = 3,
+    examples: Annotated[int, typer.Option(min=0, help="Example keys per group.")] = 3,
 ) -> None:
     """Failures grouped by error class, error type and message pattern, with counts and example keys."""
     if ctx.invoked_subcommand is not None:
@@ -243,7 +243,7 @@ def inferences(
     config: ConfigOption = None,
     key: Annotated[str | None, typer.Option("--key", help="Only this record.")] = None,
     book: BookOption = None,
-    limit: Annotated[int, typer.Option(help="The most recent N rows.")] = 100,
+    limit: Annotated[int, typer.Option(min=1, help="The most recent N rows.")] = 100,
     full: Annotated[
         bool, typer.Option("--full", help="Also print each row's rendered prompt and raw response.")
     ] = False,
@@ -293,7 +293,7 @@ def eval_prompts(
         Literal["local", "gemini-realtime"] | None,
         typer.Option("--engine", help="Engine to run (default: the settings' engine)."),
     ] = None,
-    sample: Annotated[int | None, typer.Option("--sample", help="Pages with ground truth to run (0 = all).")] = 20,
+    sample: Annotated[int | None, typer.Option("--sample", min=0, help="Pages with ground truth to run (0 = all).")] = 20,
     pages: Annotated[bool, typer.Option("--pages", help="Also print a per-page table for each version.")] = False,
 ) -> None:
     """Compare prompt versions on ground-truth pages: CER, course P/R/F1, schema-valid rate, tokens, cost."""
