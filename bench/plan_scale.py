@@ -1,4 +1,4 @@
-"""Plan a generated corpus of N allow-listed pages (empty files) and time runnable(limit=1000).
+"""Plan a generated corpus of N allow-listed pages (empty allow-lists, one linked JPEG) and time runnable(limit=1000).
 
 Targets (issue 3): 1,000,000 pages planned in ≤ 60 s and ≤ 2 GiB peak RSS on 2 cores;
 runnable(limit=1000) on that store in ≤ 0.5 s.
@@ -9,6 +9,7 @@ runnable(limit=1000) on that store in ≤ 0.5 s.
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import resource
@@ -18,15 +19,25 @@ import sys
 import time
 from pathlib import Path
 
+from PIL import Image
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._results import record  # noqa: E402
 
 
 def generate(root: Path, pages: int, per_book: int) -> float:
-    """Empty image + allow-list files: 10 states × schools × years, `per_book` pages a book, gaps every 50."""
+    """Image + empty allow-list files: 10 states × schools × years, `per_book` pages a book, gaps every 50.
+
+    Every image is a hard link to one tiny JPEG: the plan checks each new image's header, so empty
+    files would all be reported, and a million real files would cost disk for nothing.
+    """
     start = time.perf_counter()
     books = max(1, pages // per_book)
+    seed = root / "seed.jpg"
+    buf = io.BytesIO()
+    Image.new("L", (8, 8), 255).save(buf, format="JPEG")
+    seed.write_bytes(buf.getvalue())
     written = 0
     for b in range(books):
         state, school, year = f"S{b % 10}", f"school{(b // 10) % 100}", 1850 + b // 1000
@@ -39,7 +50,7 @@ def generate(root: Path, pages: int, per_book: int) -> float:
             page += 1
             if page % 50 == 0:
                 continue  # a gap: chains break
-            os.close(os.open(img / f"{page}.jpg", os.O_CREAT | os.O_WRONLY, 0o644))
+            os.link(seed, img / f"{page}.jpg")
             os.close(os.open(allow / f"{page}.json", os.O_CREAT | os.O_WRONLY, 0o644))
             written += 1
             if page - page // 50 >= per_book:

@@ -86,7 +86,7 @@ def selected_books(store: RecordStore, books: Sequence[str] | None) -> list[str]
     planned = set(store.books())
     unknown = [b for b in books if b not in planned]
     if unknown:
-        err_console.print(f"[red]error:[/red] not in the plan: {escape(', '.join(unknown))} "
+        err_console.print(f"[red]error:[/red] not in the plan: {escape(scrub(', '.join(unknown)))} "
                           "(`ocr-assets status` lists the planned books; `ocr-assets plan` adds new ones)")
         raise typer.Exit(2)
     return list(books)

@@ -31,6 +31,7 @@ from ocr_assets.engines.base import EngineMisconfigured
 from ocr_assets.engines.factory import EngineUnavailable, drive, make_batch_client
 from ocr_assets.pipeline import Pipeline
 from ocr_assets.prompts import PromptError
+from ocr_assets.redaction import scrub
 from ocr_assets.settings import EngineName, Settings
 from ocr_assets.store import BatchRow, BatchState
 from ocr_assets.tracking import make_tracker
@@ -67,7 +68,7 @@ def _batch_pipeline(config) -> tuple[Pipeline, GeminiBatchClient]:
 def _resolve_batch(pipeline: Pipeline, batch_id: str) -> BatchRow:
     batch = pipeline.store.get_batch(batch_id)  # matches our id or the remote name
     if batch is None:
-        err_console.print(f"[red]error:[/red] no batch {escape(batch_id)} in the record store "
+        err_console.print(f"[red]error:[/red] no batch {escape(scrub(batch_id))} in the record store "
                           "(see `ocr-assets batches`)")
         raise typer.Exit(1)
     return batch
