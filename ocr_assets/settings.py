@@ -32,7 +32,6 @@ DEFAULT_SETTINGS_FILE = "ocr_assets.yaml"
 ENV_PREFIX = "OCR_ASSETS_"
 # A variable under the prefix that steers the process rather than overriding a setting.
 CONFIG_ENV = f"{ENV_PREFIX}CONFIG"
-SECRET_NAMES = SECRET_ENV
 
 
 class SettingsError(ValueError):
@@ -184,7 +183,6 @@ class Settings(BaseSettings):
         local = self.local.model_copy(update={"model_dir": fix(self.local.model_dir)})
         gemini = self.gemini.model_copy(update={"archive_dir": fix(self.gemini.archive_dir)})
         return self.model_copy(update={"paths": paths, "prompt": prompt, "local": local, "gemini": gemini})
-
 
     @classmethod
     def settings_customise_sources(

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from ocr_assets.cli.common import ConfigOption, console, get_settings, plan_corpus, print_plan, table
+from ocr_assets.cli.common import ConfigOption, console, get_settings, plan_corpus, print_plan, selected_books, table
 from ocr_assets.pipeline import open_store
 from ocr_assets.plan import export_plan
 from ocr_assets.store import RecordStatus
@@ -70,7 +70,8 @@ def records(
     limit: Annotated[int, typer.Option(min=1, help="At most this many rows.")] = 200,
 ) -> None:
     """List records with their status, attempts and last error."""
-    settings = get_settings(config)
-    rows = open_store(settings).records(status=status, book=book, limit=limit)
+    store = open_store(get_settings(config))
+    selected_books(store, [book] if book else None)
+    rows = store.records(status=status, book=book, limit=limit)
     console.print(table(f"{len(rows)} records", ["key", "status", "attempts", "upstream", "error", "output"],
                         [(r.key, r.status, r.attempts, r.upstream_key, r.last_error, r.output_path) for r in rows]))
