@@ -1,7 +1,7 @@
 """Plan a freshly generated corpus of N allow-listed pages and time runnable(limit=1000) and claim(100).
 
 Each allow-list file holds a real first-pass label (`{"page": N, "label": ..., "confidence": ...}`,
-as the sample corpus and the real pages have), so the plan parses every one; images are empty files.
+as the sample corpus and the real pages have), so the plan parses every one.
 `--reuse` replans a corpus kept from an earlier run (its figures are marked so).
 Targets (issue 3): 1,000,000 pages planned in ≤ 60 s and ≤ 2 GiB peak RSS on 2 cores;
 runnable(limit=1000) on that store in ≤ 0.5 s.
@@ -12,6 +12,7 @@ runnable(limit=1000) on that store in ≤ 0.5 s.
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import resource
@@ -21,15 +22,25 @@ import sys
 import time
 from pathlib import Path
 
+from PIL import Image
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._results import record  # noqa: E402
 
 
 def generate(root: Path, pages: int, per_book: int) -> float:
-    """Empty images + JSON allow-list labels: 10 states × schools × years, `per_book` pages a book, gaps every 50."""
+    """Linked JPEGs + JSON allow-list labels: 10 states × schools × years, `per_book` pages a book, gaps every 50.
+
+    Every image is a hard link to one tiny JPEG: the plan checks each new image's header, so empty
+    files would all be reported, and a million real files would cost disk for nothing.
+    """
     start = time.perf_counter()
     books = max(1, pages // per_book)
+    buf = io.BytesIO()
+    Image.new("L", (8, 8), 255).save(buf, format="JPEG")
+    seeds = root / "seeds"
+    seeds.mkdir(parents=True, exist_ok=True)
     written = 0
     for b in range(books):
         state, school, year = f"S{b % 10}", f"school{(b // 10) % 100}", 1850 + b // 1000
@@ -42,7 +53,10 @@ def generate(root: Path, pages: int, per_book: int) -> float:
             page += 1
             if page % 50 == 0:
                 continue  # a gap: chains break
-            os.close(os.open(img / f"{page}.jpg", os.O_CREAT | os.O_WRONLY, 0o644))
+            seed = seeds / f"{written // 50_000}.jpg"  # a file system allows ~65k links to one inode
+            if written % 50_000 == 0:
+                seed.write_bytes(buf.getvalue())
+            os.link(seed, img / f"{page}.jpg")
             fd = os.open(allow / f"{page}.json", os.O_CREAT | os.O_WRONLY, 0o644)
             os.write(fd, b'{"page": %d, "label": "%s", "confidence": 0.9%d}\n'
                      % (page, b"course_listing" if page % 7 else b"front_matter", page % 10))

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, Field
 
 from ocr_assets.engines.base import (
+    EngineMisconfigured,
     PageFailure,
     PageOutcome,
     PageRequest,
@@ -288,7 +289,12 @@ class Pipeline:
         if not claimed:
             return None
         todo = [r for r in requests if r.key in claimed]
-        outcomes: list[PageOutcome] = list(engine.infer(todo)) if todo else []
+        try:
+            outcomes: list[PageOutcome] = list(engine.infer(todo)) if todo else []
+        except EngineMisconfigured as exc:
+            self.store.release_batch(batch_id, error=str(exc), error_type="engine_misconfigured",
+                                     count_failure=False, refund_attempt=True, state=BatchState.CANCELLED)
+            raise
         outcomes += [
             PageFailure(key=rec.key, error_class=ErrorClass.RETRYABLE, error_type="upstream_output_unreadable",
                         message=why)

@@ -2,7 +2,10 @@
 
 Only allow-listed pages exist. Within a book, page N depends on the previous allow-listed page
 only if that page is N−1; a gap starts a new chain. Bad entries never crash the scan: each one
-becomes a report line with a reason, and valid pages beside it are kept.
+becomes a report line with a reason, and valid pages beside it are kept. A page whose image is
+empty or undecodable (checked cheaply: size, header, dimensions; no full decode) is reported and
+left out, like a missing image. Hidden and OS files (`.DS_Store`, `._*`, `Thumbs.db`) are skipped
+quietly. A missing images or allow-list root is a configuration error (`CorpusRootMissing`).
 """
 
 from __future__ import annotations
@@ -25,6 +28,19 @@ from ocr_assets.store import PLAN_COLUMNS, PlannedRecord, RecordStore
 _BOOK, _PAGE = PLAN_COLUMNS.index("book"), PLAN_COLUMNS.index("page")
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp")
+
+
+# Files operating systems and archivers leave behind: never corpus entries, never worth a report line.
+_OS_FILES = frozenset({"Thumbs.db", "desktop.ini", "ehthumbs.db", "__MACOSX", "Icon\r"})
+
+
+def _hidden(name: str) -> bool:
+    """Dot-files (`.DS_Store`, AppleDouble `._1.jpg`, `.git`) and OS litter, skipped quietly."""
+    return name.startswith(".") or name in _OS_FILES
+
+
+class CorpusRootMissing(ValueError):
+    """The images or allow-list root is not a folder: the settings point at the wrong place."""
 
 
 class ReportEntry(BaseModel):
@@ -76,12 +92,15 @@ def _inside(path: str, root: str) -> bool:
 
 
 class _Scanner:
-    def __init__(self, images_root: Path, allow_list_root: Path, filters: FilterSettings):
+    def __init__(self, images_root: Path, allow_list_root: Path, filters: FilterSettings,
+                 checked_books: frozenset[str] = frozenset()):
         self.images_root = str(images_root)
         self.allow_root = str(allow_list_root)
         self.images_real = os.path.realpath(self.images_root)
         self.allow_real = os.path.realpath(self.allow_root)
         self.filters = filters
+        # Books planned before: their images were checked then (a re-scan stays one listdir a book).
+        self.checked_books = checked_books
         self.result = ScanResult()
 
     def report(self, path: str, reason: str) -> None:
@@ -94,6 +113,8 @@ class _Scanner:
             self.report(path, f"cannot list {what} folder: {exc.strerror or exc}")
             return
         for entry in entries:
+            if _hidden(entry.name):
+                continue
             bad = _safe_name(entry.name)
             if bad:
                 self.report(entry.path, f"{what} {bad}")
@@ -107,11 +128,9 @@ class _Scanner:
                 self.report(entry.path, f"unexpected file where a {what} folder belongs")
 
     def scan(self) -> ScanResult:
-        if not os.path.isdir(self.allow_root):
-            self.report(self.allow_root, "allow-list root does not exist or is not a folder")
-            return self.result
-        if not os.path.isdir(self.images_root):
-            self.report(self.images_root, "images root does not exist or is not a folder")
+        for root, what in ((self.allow_root, "allow_list_root"), (self.images_root, "images_root")):
+            if not os.path.isdir(root):
+                raise CorpusRootMissing(f"paths.{what} {_printable(root)} does not exist or is not a folder")
         for state in self._dirs(self.allow_root, "state", self.allow_real):
             if reason := check_name_part(state.name, "state"):
                 self.report(state.path, reason)
@@ -164,6 +183,8 @@ class _Scanner:
             return
         for entry in entries:
             name = entry.name
+            if _hidden(name):
+                continue
             stem, dot, ext = name.rpartition(".")
             # Fast path for the million-page case: a plain file named <digits>.json.
             if dot and ext == "json" and stem.isdigit() and stem.isascii() and entry.is_file(follow_symlinks=False):
@@ -204,6 +225,9 @@ class _Scanner:
             if page not in images:
                 self.report(entry.path, f"allow-listed page {page} of {book} has no image in the images root")
                 continue
+            if str(book) not in self.checked_books and (reason := image_problem(images[page])):
+                self.report(images[page], reason)
+                continue
             pages[page] = entry.path
 
         ordered = sorted(pages)
@@ -226,6 +250,26 @@ def _printable(path: str) -> str:
     return path.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
+def image_problem(path: str) -> str | None:
+    """Why an image cannot be OCR'd, found cheaply: empty, unreadable, or a header PIL cannot size."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        if os.path.getsize(path) == 0:
+            return "image file is empty (0 bytes)"
+        with Image.open(path) as image:  # reads the header only; pixels are decoded at inference
+            width, height = image.size
+    except OSError as exc:
+        if isinstance(exc, UnidentifiedImageError):
+            return "image is not a readable image file (unknown or damaged header)"
+        return f"cannot read image: {exc.strerror or exc}"
+    except Exception as exc:  # PIL raises others (ValueError, SyntaxError) on damaged headers
+        return f"image header cannot be decoded: {type(exc).__name__}: {exc}"
+    if width < 1 or height < 1:
+        return f"image has no pixels ({width}×{height})"
+    return None
+
+
 def _allow_list_problem(entry: os.DirEntry[str]) -> str | None:
     """Why an allow-list file cannot be used; empty files are a valid 'no labels' entry."""
     try:
@@ -244,9 +288,15 @@ def _allow_list_problem(entry: os.DirEntry[str]) -> str | None:
     return None
 
 
-def scan_corpus(images_root: Path, allow_list_root: Path, filters: FilterSettings | None = None) -> ScanResult:
-    """Walk the allow-list tree once and return nodes (with deps) plus the bad-entry report."""
-    return _Scanner(images_root, allow_list_root, filters or FilterSettings()).scan()
+def scan_corpus(
+    images_root: Path, allow_list_root: Path, filters: FilterSettings | None = None,
+    checked_books: frozenset[str] = frozenset(),
+) -> ScanResult:
+    """Walk the allow-list tree once and return nodes (with deps) plus the bad-entry report.
+
+    Images are checked except in `checked_books` (books planned before, checked then).
+    """
+    return _Scanner(images_root, allow_list_root, filters or FilterSettings(), checked_books).scan()
 
 
 def build_plan(
@@ -257,9 +307,9 @@ def build_plan(
     New books are added. An unstarted book whose allow-list changed is re-planned (nothing ran yet).
     A started book whose allow-list changed is reported, not applied.
     """
-    scan = scan_corpus(images_root, allow_list_root, filters)
-    plan_run = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
     existing = store.planned_pages_by_book()
+    scan = scan_corpus(images_root, allow_list_root, filters, checked_books=frozenset(existing))
+    plan_run = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
     report = list(scan.report)
     to_add: list[PlannedRecord] = []
     added, replanned, unchanged = [], [], 0

@@ -1,24 +1,37 @@
 """Project settings: one YAML file plus `OCR_ASSETS_...` environment overrides, validated by pydantic.
 
-Secrets (`GEMINI_API_KEY`, `BRAINTRUST_API_KEY`) are never read from the file: only from the
-environment, at the point of use.
+`pydantic-settings` reads and merges the sources; the priority is explicit values (CLI options) >
+`OCR_ASSETS_SECTION__FIELD` environment variables (values parsed as YAML, as in the file) > the YAML
+file > defaults. Secrets (`GEMINI_API_KEY`, `BRAINTRUST_API_KEY`) are never settings: they are read
+from the environment at the point of use, and no error here ever repeats a secret's value.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+from ocr_assets.redaction import SECRET_ENV, is_secret_value, looks_secret, scrub
 
 DEFAULT_SETTINGS_FILE = "ocr_assets.yaml"
 ENV_PREFIX = "OCR_ASSETS_"
-# Variables under the prefix that steer the process rather than override a setting.
+# A variable under the prefix that steers the process rather than overriding a setting.
 CONFIG_ENV = f"{ENV_PREFIX}CONFIG"
-SDK_HELPER_ENV = f"{ENV_PREFIX}SDK_HELPER"  # 0: the CLI makes Gemini calls in-process (engines.gemini.helper)
-SECRET_NAMES = ("GEMINI_API_KEY", "BRAINTRUST_API_KEY", "GOOGLE_API_KEY")
 
 
 class SettingsError(ValueError):
@@ -139,7 +152,11 @@ class LocalSettings(_Section):
 EngineName = Literal["local", "gemini-batch", "gemini-realtime", "gemini-flex"]
 
 
-class Settings(_Section):
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        extra="forbid", env_prefix=ENV_PREFIX, env_nested_delimiter="__", case_sensitive=False,
+    )
+
     engine: EngineName = "local"
     paths: PathsSettings = Field(default_factory=PathsSettings)
     filters: FilterSettings = Field(default_factory=FilterSettings)
@@ -167,91 +184,133 @@ class Settings(_Section):
         gemini = self.gemini.model_copy(update={"archive_dir": fix(self.gemini.archive_dir)})
         return self.model_copy(update={"paths": paths, "prompt": prompt, "local": local, "gemini": gemini})
 
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        file, environ = _SOURCES.get()
+        sources: list[PydanticBaseSettingsSource] = [init_settings, _Environment(settings_cls, environ)]
+        if file is not None:
+            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=file))
+        return tuple(sources)
 
-def _set_nested(target: dict[str, Any], dotted: list[str], value: Any) -> None:
-    node = target
-    for part in dotted[:-1]:
-        existing = node.get(part)
-        if not isinstance(existing, dict):
-            existing = {}
-            node[part] = existing
-        node = existing
-    node[dotted[-1]] = value
-
-
-def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:
-    """`OCR_ASSETS_EXECUTION__MAX_ATTEMPTS=5` → {"execution": {"max_attempts": 5}} (values parsed as YAML)."""
-    overrides: dict[str, Any] = {}
-    for name, raw in environ.items():
-        if not name.startswith(ENV_PREFIX) or name in (CONFIG_ENV, SDK_HELPER_ENV):
-            continue
-        dotted = [part.lower() for part in name[len(ENV_PREFIX):].split("__") if part]
-        if not dotted:
-            continue
+    def override(self, section: str | None = None, **values: Any) -> "Settings":
+        """These settings with `values` over the top level (or over one section), validated like the file."""
+        base = self.model_dump() if section is None else getattr(self, section).model_dump()
+        updated = {**base, **{k: v for k, v in values.items() if v is not None}}
+        cls = type(self) if section is None else type(getattr(self, section))
         try:
-            value = yaml.safe_load(raw) if raw != "" else None
-        except yaml.YAMLError:
-            value = raw
-        _set_nested(overrides, dotted, value)
-    return overrides
-
-
-def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    merged = dict(base)
-    for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _deep_merge(merged[key], value)
+            checked = cls.model_validate(updated)
+        except ValidationError as exc:
+            error = SettingsError(_format_validation_error(exc, "command-line options"))
         else:
-            merged[key] = value
-    return merged
+            return checked if section is None else self.model_copy(update={section: checked})
+        raise error  # outside the handler: no __context__ holding the unscrubbed input
 
 
-def _format_validation_error(exc: ValidationError, source: str) -> str:
+# (YAML file or None, environment) of the `load_settings` call in progress: pydantic-settings asks the
+# class for its sources, and a file or environment given per call has no other way in.
+_SOURCES: ContextVar[tuple[Path | None, Mapping[str, str]]] = ContextVar("settings_sources", default=(None, {}))
+
+
+class _Environment(EnvSettingsSource):
+    """`OCR_ASSETS_...` variables of the given environment; values parsed as YAML, as in the file."""
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]):
+        self._environ = {k: v for k, v in environ.items() if k.upper() != CONFIG_ENV}
+        super().__init__(settings_cls)
+
+    def _load_env_vars(self) -> Mapping[str, Any]:
+        # Names case-insensitive, as pydantic-settings reads os.environ; "" means None.
+        return {name.lower(): _yaml_value(value) for name, value in self._environ.items()}
+
+    def decode_complex_value(self, field_name: str, field: FieldInfo, value: Any) -> Any:
+        return value  # parsed as YAML already (JSON is YAML too)
+
+    def __call__(self) -> dict[str, Any]:
+        data = super().__call__()
+        # pydantic-settings skips variables naming no setting; a typo (`OCR_ASSETS_EXECUTON__…`) is
+        # an error here, as in the file, so it goes to validation as an unknown field.
+        prefix = ENV_PREFIX.lower()
+        for name, value in self.env_vars.items():
+            rest = name[len(prefix):] if name.startswith(prefix) else ""
+            if rest and rest.split("__")[0] not in self.settings_cls.model_fields:
+                data[rest] = value
+        return data
+
+
+def _yaml_value(raw: str) -> Any:
+    if raw == "":
+        return None
+    try:
+        return yaml.safe_load(raw)
+    except yaml.YAMLError:
+        return raw
+
+
+@contextmanager
+def _sources(file: Path | None, environ: Mapping[str, str]) -> Iterator[None]:
+    token = _SOURCES.set((file, environ))
+    try:
+        yield
+    finally:
+        _SOURCES.reset(token)
+
+
+def _format_validation_error(exc: ValidationError, source: str, environ: Mapping[str, str] | None = None) -> str:
+    """One line per error naming the field; an input is shown only where it cannot be a secret."""
     lines = [f"invalid configuration ({source}):"]
     for err in exc.errors():
-        field = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        loc = [str(p) for p in err["loc"]]
+        field = ".".join(loc) or "(top level)"
         given = err.get("input")
-        shown = "" if isinstance(given, dict) else f" (got {given!r})"
-        lines.append(f"  {field}: {err['msg']}{shown}")
-    return "\n".join(lines)
+        if err["type"] == "extra_forbidden" and loc and looks_secret(loc[-1]):
+            names = ", ".join(f"${name}" for name in SECRET_ENV[:2])
+            lines.append(f"  {field}: looks like a secret; secrets come only from the environment "
+                         f"({names}), never from settings")
+            continue
+        hidden = isinstance(given, dict) or any(looks_secret(p) for p in loc) or is_secret_value(given, environ)
+        lines.append(f"  {field}: {err['msg']}" + ("" if hidden else f" (got {given!r})"))
+    return scrub("\n".join(lines), environ)
 
 
-def settings_path(path: str | Path | None = None, environ: dict[str, str] | None = None) -> Path:
-    environ = dict(os.environ) if environ is None else environ
+def settings_path(path: str | Path | None = None, environ: Mapping[str, str] | None = None) -> Path:
+    environ = os.environ if environ is None else environ
     return Path(path or environ.get(CONFIG_ENV) or DEFAULT_SETTINGS_FILE)
 
 
-def load_settings(path: str | Path | None = None, environ: dict[str, str] | None = None) -> Settings:
+def _check_file(file: Path, environ: Mapping[str, str]) -> None:
+    """A settings file must read as YAML holding a mapping (pydantic-settings would fail less clearly)."""
+    error = None
+    try:
+        loaded = yaml.safe_load(file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        error = SettingsError(scrub(f"cannot read settings file {file}: {exc}", environ))
+    if error is not None:
+        raise error  # outside the handler: no __context__ quoting the file
+    if loaded is not None and not isinstance(loaded, dict):
+        raise SettingsError(f"settings file {file} must hold a mapping, not {type(loaded).__name__}")
+
+
+def load_settings(path: str | Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:
     """Load settings from YAML (if present) + environment; relative paths resolve against the file's folder."""
     environ = dict(os.environ) if environ is None else environ
     file = settings_path(path, environ)
-    data: dict[str, Any] = {}
     if file.exists():
-        try:
-            loaded = yaml.safe_load(file.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-            raise SettingsError(f"cannot read settings file {file}: {exc}") from exc
-        if loaded is not None and not isinstance(loaded, dict):
-            raise SettingsError(f"settings file {file} must hold a mapping, not {type(loaded).__name__}")
-        data = loaded or {}
+        _check_file(file, environ)
     elif path is not None:
         raise SettingsError(f"settings file {file} does not exist")
-    for secret in SECRET_NAMES:
-        if secret.lower() in {k.lower() for k in _flatten_keys(data)}:
-            raise SettingsError(f"{secret} must come from the environment, not from {file}")
-    data = _deep_merge(data, _env_overrides(environ))
+    source = str(file) if file.exists() else f"{file} (absent) and the environment"
     try:
-        settings = Settings.model_validate(data)
+        with _sources(file if file.exists() else None, environ):
+            settings = Settings()
     except ValidationError as exc:
-        raise SettingsError(_format_validation_error(exc, str(file))) from None
-    return settings.resolve_paths(file.resolve().parent)
-
-
-def _flatten_keys(data: Any) -> list[str]:
-    if not isinstance(data, dict):
-        return []
-    keys: list[str] = []
-    for key, value in data.items():
-        keys.append(str(key))
-        keys.extend(_flatten_keys(value))
-    return keys
+        error = SettingsError(_format_validation_error(exc, source, environ))
+    else:
+        return settings.resolve_paths(file.resolve().parent)
+    raise error  # outside the handler: no __context__ holding the unscrubbed input

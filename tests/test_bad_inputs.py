@@ -92,14 +92,17 @@ class ImageCase:
 
 
 FATAL, SUCCESS = "FATAL_FAILURE", "SUCCESS"
+# The plan checks each new image cheaply (size, header, dimensions): what fails there is reported and
+# left out of the plan (its successor starts a new chain), never run; the rest is caught at inference.
+REPORTED = "reported by the plan"
 IMAGE_CASES = [
-    ImageCase("corrupt bytes", _write(b"\x00\x01not an image\xff" * 64), FATAL, FATAL),
-    ImageCase("zero bytes", _write(b""), FATAL, FATAL),
-    ImageCase("decompression bomb header", _write(_png_header(30_000, 30_000)), FATAL, FATAL),
-    ImageCase("text named jpg", _write(b"page 2 was not scanned\n"), FATAL, FATAL),
-    ImageCase("folder named jpg", _folder, FATAL, FATAL),
-    ImageCase("dangling symlink", _dangling_link, FATAL, FATAL),
-    ImageCase("symlink loop", _self_link, FATAL, FATAL),
+    ImageCase("corrupt bytes", _write(b"\x00\x01not an image\xff" * 64), REPORTED, REPORTED),
+    ImageCase("zero bytes", _write(b""), REPORTED, REPORTED),
+    ImageCase("decompression bomb header", _write(_png_header(30_000, 30_000)), REPORTED, REPORTED),
+    ImageCase("text named jpg", _write(b"page 2 was not scanned\n"), REPORTED, REPORTED),
+    ImageCase("folder named jpg", _folder, REPORTED, REPORTED),
+    ImageCase("dangling symlink", _dangling_link, REPORTED, REPORTED),
+    ImageCase("symlink loop", _self_link, REPORTED, REPORTED),
     ImageCase("deleted after planning", lambda path: path.unlink(), FATAL, FATAL, after_plan=True),
     # The Gemini path sends a decodable header's bytes as they are and the API judges them (a 400 about
     # the image is classified fatal image_unreadable, see test_gemini_classify); the local engine decodes.
@@ -328,11 +331,20 @@ def test_a_hostile_answer_is_classified_retryable_with_a_bounded_raw_response() 
 
 
 @pytest.mark.parametrize("case", IMAGE_CASES, ids=[c.id for c in IMAGE_CASES])
-def test_a_hostile_image_fails_only_its_page_and_blocks_only_its_chain(scenario: Scenario, case: ImageCase,
+def test_a_hostile_image_is_reported_by_the_plan_or_fails_only_its_page_and_blocks_only_its_chain(scenario: Scenario, case: ImageCase,
                                                                        request: pytest.FixtureRequest) -> None:
     engine = request.node.callspec.params["scenario"]
     expected = case.gemini if engine == "gemini" else case.local
     book = _image_book(case)
+    if expected == REPORTED:
+        image = scenario.pipeline.settings.paths.images_root / "BI" / case.id / "1900" / "2.jpg"
+        reasons = [e.reason for e in scenario.plan.report if e.path == str(image)]
+        assert len(reasons) == 1 and "image" in reasons[0], scenario.plan.report
+        assert f"{book}:2" not in scenario.records and f"{book}:2" not in scenario.requested
+        page3 = scenario.record(f"{book}:3")
+        assert page3.upstream_key is None and str(page3.status) == SUCCESS  # the gap starts a new chain
+        assert str(scenario.record(f"{book}:1").status) == SUCCESS
+        return
     page2, page3 = scenario.record(f"{book}:2"), scenario.record(f"{book}:3")
     assert str(page2.status) == expected, (page2.status, page2.error_type, page2.last_error)
     if expected == FATAL:

@@ -1,27 +1,32 @@
-"""The console script's exit: everything a normal exit does, without the interpreter teardown."""
+"""The console script as a user runs it: a plain Typer app whose exit status tells the truth."""
 
 import os
 import subprocess
 import sys
+from importlib.metadata import entry_points
 from pathlib import Path
 
 import duckdb
 
 from tests.fixtures.corpus import REPO_ROOT, settings_env, write_book
 
-RUN_MAIN = "import sys; from ocr_assets.cli import main; sys.argv[0] = 'ocr-assets'; main()"
-
 
 def _env(root: Path) -> dict[str, str]:
     return {**{k: v for k, v in os.environ.items() if not k.startswith("OCR_ASSETS_")}, **settings_env(root)}
 
 
-def _cli(root: Path, *args: str, code: str = RUN_MAIN) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", code, *args], env=_env(root), cwd=REPO_ROOT,
-                          capture_output=True, text=True, timeout=120)
+def _cli(root: Path, *args: str) -> subprocess.CompletedProcess:
+    script = Path(sys.executable).with_name("ocr-assets")
+    return subprocess.run([str(script), *args], env=_env(root), cwd=REPO_ROOT, capture_output=True, text=True,
+                          timeout=120)
 
 
-def test_a_command_hands_the_store_back_checkpointed_and_exits_with_its_status(tmp_path: Path) -> None:
+def test_the_console_script_is_the_typer_app_itself() -> None:
+    (script,) = [e for e in entry_points(group="console_scripts") if e.name == "ocr-assets"]
+    assert script.value == "ocr_assets.cli:app"
+
+
+def test_a_command_leaves_its_records_in_the_store_and_exits_with_its_status(tmp_path: Path) -> None:
     write_book(tmp_path, "CA:ucla:1900", images=range(1, 4), allow=[1, 2, 3])
     planned = _cli(tmp_path, "plan")
     assert planned.returncode == 0, planned.stderr
@@ -40,35 +45,40 @@ def test_a_command_hands_the_store_back_checkpointed_and_exits_with_its_status(t
     assert refused.returncode == 1 and "add --yes" in refused.stderr
 
 
-def test_non_daemon_threads_finish_and_atexit_handlers_run_before_the_process_ends(tmp_path: Path) -> None:
-    marker = tmp_path / "markers"
-    code = (
-        "import atexit, sys, threading, time\n"
-        "from pathlib import Path\n"
-        f"m = Path({str(marker)!r}); m.mkdir()\n"
-        "def late(): time.sleep(0.5); (m / 'thread').write_text('done')\n"
-        "threading.Thread(target=late).start()\n"
-        "from ocr_assets.cli import main\n"
-        "atexit.register(lambda: (m / 'atexit').write_text(str((m / 'thread').exists())))\n"
-        "sys.argv[0] = 'ocr-assets'; main()\n"
-    )
-    done = _cli(tmp_path, "--help", code=code)
-    assert done.returncode == 0 and "Usage" in done.stdout
-    assert (marker / "thread").read_text() == "done"
-    assert (marker / "atexit").read_text() == "True"  # handlers ran after the threads, as Python orders them
+def test_bad_usage_exits_2_with_the_usage_line(tmp_path: Path) -> None:
+    done = _cli(tmp_path, "run", "--engine", "teleport")
+    assert done.returncode == 2
+    assert "Invalid value for '--engine'" in done.stderr and "Traceback" not in done.stderr
 
 
-def test_only_the_console_script_process_tunes_the_garbage_collector(tmp_path: Path) -> None:
-    marker = tmp_path / "threshold"
-    code = (
-        "import atexit, gc, sys\n"
-        "default = gc.get_threshold()\n"
-        "from ocr_assets.cli import app  # importing the CLI (as tests do) leaves the process alone\n"
-        "assert gc.get_threshold() == default, gc.get_threshold()\n"
-        f"atexit.register(lambda: open({str(marker)!r}, 'w').write(repr(gc.get_threshold())))\n"
-        "from ocr_assets.cli import main\n"
-        "sys.argv[0] = 'ocr-assets'; main()\n"
-    )
-    done = _cli(tmp_path, "--help", code=code)
+def test_the_help_groups_commands_by_domain_and_keeps_every_name(tmp_path: Path) -> None:
+    done = _cli(tmp_path, "--help")
     assert done.returncode == 0, done.stderr
-    assert marker.read_text() == repr((20_000, 50, 50))
+    sections = [line.rstrip(":") for line in done.stdout.splitlines() if line.endswith(":") and not line[0].isspace()]
+    assert sections == ["Options", "Corpus and records", "Run", "Gemini batches", "Operate", "Tools"]
+    for name in ("plan", "status", "records", "run", "submit", "local", "batch-status", "batch-fetch",
+                 "batch-cancel", "batches", "failures", "retry", "reset", "backup", "show", "inferences", "eval",
+                 "prompt", "sample-corpus", "emulator", "demo"):
+        assert f"  {name} " in done.stdout, name
+
+
+def test_the_cli_ends_the_process_the_ordinary_way() -> None:
+    tricks = ("_shutdown", "_run_exitfuncs", "os._exit", "register_at_fork", "set_threshold", "importlib")
+    for path in (REPO_ROOT / "ocr_assets" / "cli").glob("*.py"):
+        text = path.read_text()
+        assert not [t for t in tricks if t in text], path
+
+
+def test_an_unexpected_error_shows_its_traceback_scrubbed_and_exits_1(tmp_path: Path) -> None:
+    key = "sentinel-key-in-a-traceback-42"
+    env = {**_env(tmp_path), "GEMINI_API_KEY": key}
+    code = ("import os, sys\nfrom ocr_assets.cli import app, corpus\n"
+            "def broken(settings):  # a bug whose message quotes a URL with the key in it\n"
+            "    raise RuntimeError('failed calling https://x/?key=' + os.environ['GEMINI_API_KEY'])\n"
+            "corpus.open_store = broken\n"
+            "sys.argv = ['ocr-assets', 'status']; app()\n")
+    done = subprocess.run([sys.executable, "-c", code], env=env, cwd=REPO_ROOT, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 1
+    assert "Traceback" in done.stderr and "RuntimeError: failed calling https://x/?key=[REDACTED]" in done.stderr
+    assert key not in done.stderr + done.stdout

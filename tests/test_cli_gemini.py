@@ -170,3 +170,87 @@ def test_submit_without_a_key_for_the_real_api_fails_before_claiming_anything(tm
     assert result.exit_code == 1 and "GEMINI_API_KEY is not set" in result.stderr
     pipeline = Pipeline(load_settings(config))
     assert pipeline.store.batches() == [] and pipeline.store.records(status=RecordStatus.RUNNING) == []
+
+
+# -- exit statuses, option checks and failed API calls ---------------------------------------------
+
+
+def test_run_exits_1_with_the_counts_and_the_failures_hint_when_a_record_ends_fatal(cli):
+    invoke, pipeline, _ = cli
+    assert invoke("plan").exit_code == 0
+    (Path(pipeline.settings.paths.images_root) / "ny" / "alpha" / "1900" / "2.jpg").unlink()  # after planning
+    result = invoke("run", "--engine", "gemini-realtime", "--no-plan")
+    assert result.exit_code == 1, result.output
+    assert "2 selected records failed (1 fatal, 1 blocked" in result.stderr
+    assert "ocr-assets failures" in result.stderr
+    again = invoke("run", "--engine", "gemini-realtime", "--no-plan")  # nothing left to run: still not all SUCCESS
+    assert again.exit_code == 1 and "every selected record is terminal" in again.stdout
+    only_ok = invoke("run", "--engine", "gemini-realtime", "--no-plan", "--book", "ca:beta:1910")
+    assert only_ok.exit_code == 0, only_ok.output  # every selected record SUCCESS
+
+
+def test_a_book_not_in_the_plan_and_a_negative_limit_are_usage_errors(cli):
+    invoke, pipeline, _ = cli
+    unknown = invoke("run", "--engine", "gemini-realtime", "--book", "not-a-key")
+    assert unknown.exit_code == 2
+    assert "not in the plan: not-a-key" in unknown.stderr and "ocr-assets status" in unknown.stderr
+    for command in (["run", "--engine", "gemini-realtime"], ["submit", "--batch"], ["local", "run"]):
+        negative = invoke(*command, "--limit", "-5")
+        assert negative.exit_code == 2 and "--limit" in negative.output, command
+    assert {r.status for r in pipeline.store.records()} == {RecordStatus.PENDING}  # nothing ran
+
+
+@pytest.mark.parametrize("root", ["images_root", "allow_list_root"])
+def test_a_missing_corpus_root_is_a_configuration_error_naming_the_path(cli, monkeypatch, tmp_path: Path, root: str):
+    invoke, _, _ = cli
+    monkeypatch.setenv(f"OCR_ASSETS_PATHS__{root.upper()}", str(tmp_path / "nowhere"))
+    for command in (["plan"], ["run", "--engine", "gemini-realtime"]):
+        result = invoke(*command)
+        assert result.exit_code == 2, (command, result.output)
+        assert f"paths.{root} {tmp_path / 'nowhere'} does not exist" in result.stderr
+
+
+def test_run_prints_the_plan_report_lines_not_only_their_count(cli, tmp_path: Path):
+    invoke, _, _ = cli
+    (tmp_path / "allow_list" / "ny" / "alpha" / "1900" / "2.json").write_text("{not json")
+    result = invoke("run", "--engine", "gemini-realtime", "--limit", "1")
+    assert "1 report entries" in result.stdout
+    assert "allow-list file is not valid JSON" in result.stdout and "2.json" in result.stdout
+
+
+def test_batch_cancel_whose_api_call_fails_is_one_line_and_changes_nothing(cli):
+    invoke, pipeline, server = cli
+    batch_id = invoke("submit", "--batch").stdout.strip()
+    server.state.update_config({"faults": {"endpoint_503": 1.0, "endpoint_routes": ["batches.cancel"]}})
+    result = invoke("batch-cancel", batch_id)
+    assert result.exit_code == 1, result.output
+    assert "error:" in result.stderr and "unchanged" in result.stderr and "Traceback" not in result.output
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert pipeline.store.get_batch(batch_id).state == BatchState.PENDING
+    assert {r.status for r in pipeline.store.records(status=RecordStatus.RUNNING)} == {RecordStatus.RUNNING}
+
+
+def test_every_gemini_command_turns_an_unreachable_api_into_one_line_and_a_nonzero_exit(cli, monkeypatch):
+    invoke, pipeline, _ = cli
+    batch_id = invoke("submit", "--batch", "--limit", "1").stdout.strip()
+    before = {r.key: (r.status, r.attempts) for r in pipeline.store.records()}
+    monkeypatch.setenv("OCR_ASSETS_GEMINI__BASE_URL", "http://127.0.0.1:9")  # nothing listens there
+    for command in (["batch-cancel", batch_id], ["batch-status", batch_id], ["batch-fetch", batch_id],
+                    ["submit", "--batch", "--no-plan"]):
+        result = invoke(*command)
+        assert result.exit_code == 1, (command, result.output)
+        assert "Traceback" not in result.output and "error" in result.stderr, command
+    after = {r.key: (r.status, r.attempts) for r in pipeline.store.records()}
+    assert after == before
+
+
+def test_a_realtime_404_stops_the_run_naming_model_and_url_and_costs_no_attempt(cli, monkeypatch):
+    invoke, pipeline, server = cli
+    wrong = f"{server.url}/not-the-api"  # the emulator answers 404 there, as a wrong base URL does
+    monkeypatch.setenv("OCR_ASSETS_GEMINI__BASE_URL", wrong)
+    result = invoke("run", "--engine", "gemini-realtime")
+    assert result.exit_code == 2, result.output
+    assert "'gemini-2.5-flash' not found at" in result.stderr and wrong in result.stderr and "404" in result.stderr
+    records = pipeline.store.records()
+    assert {r.status for r in records} == {RecordStatus.PENDING} and {r.attempts for r in records} == {0}
+    assert pipeline.store.failures(records[0].key) == []

@@ -140,9 +140,47 @@ def test_symlinked_book_folder_escaping_the_root_is_reported(tmp_path: Path) -> 
     assert result.pages_found == 1
 
 
-def test_missing_roots_are_reported(tmp_path: Path) -> None:
-    result = scan_corpus(tmp_path / "nope_images", tmp_path / "nope_allow")
-    assert "allow-list root does not exist" in result.report[0].reason
+def test_a_missing_root_is_a_configuration_error_naming_the_path(tmp_path: Path) -> None:
+    from ocr_assets.plan import CorpusRootMissing
+
+    with pytest.raises(CorpusRootMissing, match=r"paths\.allow_list_root .*nope_allow does not exist"):
+        scan_corpus(tmp_path / "nope_images", tmp_path / "nope_allow")
+    (tmp_path / "nope_allow").mkdir()
+    with pytest.raises(CorpusRootMissing, match=r"paths\.images_root .*nope_images does not exist"):
+        scan_corpus(tmp_path / "nope_images", tmp_path / "nope_allow")
+
+
+def test_hidden_and_os_files_are_skipped_quietly(tmp_path: Path) -> None:
+    write_book(tmp_path, "CA:ucla:1900", images=[1, 2], allow=[1, 2])
+    book_allow = tmp_path / "allow_list" / "CA" / "ucla" / "1900"
+    book_images = tmp_path / "images" / "CA" / "ucla" / "1900"
+    for folder in (tmp_path / "allow_list", tmp_path / "allow_list" / "CA", book_allow, book_images):
+        (folder / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")
+        (folder / "Thumbs.db").write_bytes(b"x")
+    (book_allow / "._1.json").write_bytes(b"\0\5\26\7")  # AppleDouble: not JSON
+    (book_images / "._1.jpg").write_bytes(b"\0\5\26\7")
+    (tmp_path / "allow_list" / ".git").mkdir()
+    _, result = _plan(tmp_path)
+    assert result.report == []
+    assert result.pages_found == 2
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [(b"", "empty (0 bytes)"), (b"this is not a jpeg at all", "not a readable image"),
+     (b"\xff\xd8\xff\xe0" + b"\0" * 20, "image")],
+)
+def test_an_empty_or_undecodable_image_is_reported_at_plan_time_and_breaks_the_chain(
+    tmp_path: Path, content: bytes, reason: str
+) -> None:
+    write_book(tmp_path, "CA:ucla:1900", images=[1, 2, 3], allow=[1, 2, 3])
+    bad = tmp_path / "images" / "CA" / "ucla" / "1900" / "2.jpg"
+    bad.write_bytes(content)
+    store, result = _plan(tmp_path)
+    assert [(e.path, reason in e.reason) for e in result.report] == [(str(bad), True)]
+    records = {r.key: r for r in store.records()}
+    assert sorted(records) == ["CA:ucla:1900:1", "CA:ucla:1900:3"]
+    assert records["CA:ucla:1900:3"].upstream_key is None  # a gap: page 3 does not wait for the bad page
 
 
 def test_filters_select_states_schools_and_years(tmp_path: Path) -> None:

@@ -64,3 +64,56 @@ def test_filters_admit_by_state_school_and_year_range() -> None:
     assert f.admits("CA", "ucla", 1905)
     assert not f.admits("NY", "ucla", 1905)
     assert not f.admits("CA", "ucla", 1911)
+
+
+SENTINEL = "sentinel-key-do-not-echo-0123"
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "env"),
+    [
+        (f"gemini:\n  api_key: {SENTINEL}\n", {}),  # a secret-looking field in the file
+        (f"braintrust_token: {SENTINEL}\n", {}),
+        ("", {"OCR_ASSETS_GEMINI__API_KEY": SENTINEL}),  # ... or in an environment override
+        ("", {"OCR_ASSETS_TRACKING__PASSWORD": SENTINEL}),
+        # a value equal to the key, given to an ordinary field by mistake
+        (f"execution:\n  max_attempts: {SENTINEL}\n", {"GEMINI_API_KEY": SENTINEL}),
+        ("", {"OCR_ASSETS_MODEL__GENERATION__TEMPERATURE": SENTINEL, "BRAINTRUST_API_KEY": SENTINEL}),
+        (f"paths: {SENTINEL}\n", {"GEMINI_API_KEY": SENTINEL}),
+    ],
+)
+def test_a_secret_given_through_a_settings_source_is_never_echoed(tmp_path: Path, yaml_text: str, env: dict) -> None:
+    config = tmp_path / "conf.yaml"
+    config.write_text(yaml_text)
+    with pytest.raises(SettingsError) as info:
+        load_settings(config, environ=env)
+    assert "invalid configuration" in str(info.value)
+    assert SENTINEL not in str(info.value)
+    assert info.value.__cause__ is None and info.value.__context__ is None  # no traceback shows the raw input
+
+
+def test_a_secret_looking_field_says_secrets_come_from_the_environment(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError, match=r"gemini\.api_key: looks like a secret.*\$GEMINI_API_KEY"):
+        load_settings(None, environ={"OCR_ASSETS_CONFIG": str(tmp_path / "none.yaml"), "OCR_ASSETS_GEMINI__API_KEY": "x"})
+
+
+def test_environment_values_parse_as_yaml_and_an_empty_value_means_none(tmp_path: Path) -> None:
+    settings = load_settings(None, environ={
+        "OCR_ASSETS_CONFIG": str(tmp_path / "none.yaml"),
+        "OCR_ASSETS_FILTERS__STATES": "[CA, NY]", "OCR_ASSETS_GEMINI__BASE_URL": "",
+        "OCR_ASSETS_ENGINE": "gemini_batch", "OCR_ASSETS_GEMINI__INLINE_IMAGES": "false",
+    })
+    assert settings.filters.states == ["CA", "NY"]
+    assert settings.gemini.base_url is None
+    assert settings.engine == "gemini-batch"
+    assert settings.gemini.inline_images is False
+
+
+def test_an_override_is_validated_like_the_file_and_never_echoes_a_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ocr_assets.settings import Settings
+
+    monkeypatch.setenv("GEMINI_API_KEY", SENTINEL)
+    assert Settings().override("local", device="cuda:0").local.device == "cuda:0"
+    with pytest.raises(SettingsError, match="engine") as info:
+        Settings().override("local", engine=SENTINEL)
+    assert SENTINEL not in str(info.value) and info.value.__context__ is None

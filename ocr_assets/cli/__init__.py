@@ -1,72 +1,56 @@
-"""`ocr-assets` command line: the console script's `main`, and the Typer `app` (in `cli.commands`).
+"""`ocr-assets` command line: one Typer app (the console script), commands grouped by domain in the help.
 
-This module stays light: `main` may fork the Gemini SDK helper before the app's imports, while the
-process has no threads or open files (see `engines.gemini.helper`).
+Each sibling module adds its commands with `register(app)`; heavy imports (the Gemini SDK, Dagster,
+the local models) stay inside the commands, so `ocr-assets status` loads none of them.
 """
 
 from __future__ import annotations
 
-import atexit
-import gc
-import os
-import sys
-import threading
 from typing import Any
 
+import typer
+from typer.core import TyperGroup
 
-def __getattr__(name: str) -> Any:  # `from ocr_assets.cli import app`
-    if name == "app":
-        from ocr_assets.cli.commands import app
-
-        return app
-    raise AttributeError(name)
+from ocr_assets.redaction import scrub
 
 
-def main() -> None:
-    """The `ocr-assets` console script: run the command, then end the process without teardown.
+class _RootGroup(TyperGroup):
+    """The root command: commands listed by their help panel, and usage errors scrubbed."""
 
-    After a command, Python would still tear the interpreter down, ending with a garbage collection
-    over everything the command imported (pydantic models, DuckDB, the Gemini SDK): ~0.3 s on a small
-    machine, a sixth of a `submit`. Everything an exit has to do is done first, in Python's own order
-    (wait for non-daemon threads, run the atexit handlers: store lease hand-back, tracker flush; flush
-    stdio), as `multiprocessing` does for its children. A Python without those hooks exits normally.
+    def format_commands(self, ctx: typer.Context, formatter: Any) -> None:
+        # Plain help (no rich markup: it turns "state:school:year" into an emoji), grouped by panel.
+        panels: dict[str, list[tuple[str, str]]] = {}
+        for name in self.list_commands(ctx):
+            command = self.get_command(ctx, name)
+            if command is None or command.hidden:
+                continue
+            panel = getattr(command, "rich_help_panel", None) or "Commands"
+            panels.setdefault(panel, []).append((name, command.get_short_help_str(formatter.width - 24)))
+        for panel, rows in panels.items():
+            with formatter.section(panel):
+                formatter.write_dl(rows)
 
-    The short Gemini batch commands first fork the SDK helper, which imports google-genai on another
-    core while the app's imports and the command's local work run here.
-    """
-    # A command's start imports tens of thousands of objects (typer, pydantic models, DuckDB, the
-    # Gemini SDK's types), and collecting young objects every 700 allocations re-walks them for
-    # nothing. Set here, not at import, so only the console script's process is tuned (not pytest's).
-    gc.set_threshold(20_000, 50, 50)
-    from ocr_assets.engines.gemini import helper
-
-    sdk_helper = helper.start_for(sys.argv[1:])
-    from ocr_assets.cli.commands import app
-
-    try:
-        app()
-        code: object = 0
-    except SystemExit as exc:
-        code = exc.code
-    finally:
-        if sdk_helper is not None:
-            sdk_helper.close()
-    wait_for_threads = getattr(threading, "_shutdown", None)
-    run_atexit = getattr(atexit, "_run_exitfuncs", None)
-    if wait_for_threads is None or run_atexit is None:
-        sys.exit(code)
-    if code is None:
-        status = 0
-    elif isinstance(code, int):
-        status = code
-    else:  # sys.exit("message"): printed, status 1, as Python does
-        print(code, file=sys.stderr)
-        status = 1
-    wait_for_threads()
-    run_atexit()
-    for stream in (sys.stdout, sys.stderr):
+    def invoke(self, ctx: typer.Context) -> Any:
         try:
-            stream.flush()
-        except (OSError, ValueError):  # a closed pipe (`ocr-assets records | head`): Python exits 120 there
-            status = status or 120
-    os._exit(status)
+            return super().invoke(ctx)
+        except typer.BadParameter as exc:
+            # A usage error repeats the value given ("Invalid value for '--engine': '…'"), which
+            # may be a key pasted in the wrong place.
+            exc.message = scrub(exc.message)
+            raise
+
+
+app = typer.Typer(
+    name="ocr-assets",
+    cls=_RootGroup,
+    help="OCR scanned course catalogs into validated JSON (plan, run, inspect, operate).",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,  # locals could hold secrets
+    # Plain help text: rich/markdown modes turn "state:school:year" into an emoji.
+    rich_markup_mode=None,
+)
+
+from ocr_assets.cli import corpus, dagster_cmds, emulator, gemini, local, ops, sample  # noqa: E402
+
+for _module in (corpus, gemini, local, ops, sample, emulator, dagster_cmds):
+    _module.register(app)

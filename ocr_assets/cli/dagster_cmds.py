@@ -17,7 +17,7 @@ from typing import Annotated, Any
 import typer
 import yaml
 
-from ocr_assets.cli.common import console, err_console, get_settings, table
+from ocr_assets.cli.common import console, err_console, exit_for_records, get_settings, table
 from ocr_assets.settings import DEFAULT_SETTINGS_FILE
 
 UI_URL = "http://127.0.0.1:3000"
@@ -39,7 +39,7 @@ telemetry:
 
 def register(app: typer.Typer) -> None:
     """Attach this module's commands to the root app."""
-    app.command("demo")(demo)
+    app.command("demo", rich_help_panel="Tools")(demo)
 
 
 def _package_prompts() -> Path:
@@ -125,8 +125,8 @@ def demo(
     corpus: Annotated[Path, typer.Option(help="Sample corpus folder (generated when absent).")] = Path("data/sample"),
     dagster_home: Annotated[Path | None, typer.Option("--dagster-home", help="Dagster instance folder "
                                                        "(default $DAGSTER_HOME or ./dagster_home).")] = None,
-    books: Annotated[int, typer.Option(help="Books to generate when there is no corpus.")] = 4,
-    pages: Annotated[int, typer.Option(help="Pages per generated book.")] = 4,
+    books: Annotated[int, typer.Option(min=1, help="Books to generate when there is no corpus.")] = 4,
+    pages: Annotated[int, typer.Option(min=1, help="Pages per generated book.")] = 4,
 ) -> None:
     """Plan the sample corpus and OCR every book through Dagster (local engine), then show where to look."""
     if engine not in ENGINES:
@@ -152,6 +152,9 @@ def demo(
     _summary(config.resolve(), home, failures)
     if failures:
         raise typer.Exit(1)
+    from ocr_assets.pipeline import open_store
+
+    exit_for_records(open_store(get_settings(config)), None)  # FATAL / BLOCKED pages: exit 1
 
 
 def _run_through_dagster() -> list[str]:

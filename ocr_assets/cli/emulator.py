@@ -13,11 +13,11 @@ from ocr_assets.cli.common import console, err_console
 
 def register(app: typer.Typer) -> None:
     """Attach this module's commands to the root app."""
-    app.command("emulator")(emulator)
+    app.command("emulator", rich_help_panel="Tools")(emulator)
 
 
 def emulator(
-    port: Annotated[int, typer.Option("--port", help="Port to listen on (0 picks a free one).")] = 8765,
+    port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port to listen on (0 picks a free one).")] = 8765,
     host: Annotated[str, typer.Option("--host", help="Interface to bind.")] = "127.0.0.1",
     latency: Annotated[float, typer.Option("--latency", help="Seconds a batch stays RUNNING.")] = 2.0,
     pending: Annotated[float, typer.Option("--pending", help="Seconds a batch stays PENDING.")] = 0.0,

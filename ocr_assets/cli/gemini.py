@@ -13,12 +13,25 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.markup import escape
 
-from ocr_assets.cli.common import ConfigOption, console, err_console, friendly_errors, get_settings, table
+from ocr_assets.cli.common import (
+    BookOption,
+    ConfigOption,
+    LimitOption,
+    console,
+    err_console,
+    exit_for_records,
+    friendly_errors,
+    get_settings,
+    plan_corpus,
+    print_plan,
+    selected_books,
+    table,
+)
+from ocr_assets.engines.base import EngineMisconfigured
 from ocr_assets.engines.factory import EngineUnavailable, drive, make_batch_client
-from ocr_assets.engines.gemini import helper
 from ocr_assets.pipeline import Pipeline
-from ocr_assets.plan import build_plan
 from ocr_assets.prompts import PromptError
+from ocr_assets.redaction import scrub
 from ocr_assets.settings import EngineName, Settings
 from ocr_assets.store import BatchRow, BatchState
 from ocr_assets.tracking import make_tracker
@@ -26,16 +39,17 @@ from ocr_assets.tracking import make_tracker
 if TYPE_CHECKING:
     from ocr_assets.engines.gemini.batch import GeminiBatchClient
 
-BookOption = Annotated[list[str] | None, typer.Option("--book", help="Only this book (state:school:year); repeatable.")]
+
+PANEL = "Gemini batches"  # the help's group for these commands
 
 
 def register(app: typer.Typer) -> None:
-    app.command("run")(run)
-    app.command("submit")(submit)
-    app.command("batch-status")(batch_status)
-    app.command("batch-fetch")(batch_fetch)
-    app.command("batch-cancel")(batch_cancel)
-    app.command("batches")(batches)
+    app.command("run", rich_help_panel="Run")(run)
+    app.command("submit", rich_help_panel="Run")(submit)
+    app.command("batch-status", rich_help_panel=PANEL)(batch_status)
+    app.command("batch-fetch", rich_help_panel=PANEL)(batch_fetch)
+    app.command("batch-cancel", rich_help_panel=PANEL)(batch_cancel)
+    app.command("batches", rich_help_panel=PANEL)(batches)
 
 
 def _pipeline(settings: Settings) -> Pipeline:
@@ -46,33 +60,25 @@ def _batch_pipeline(config) -> tuple[Pipeline, GeminiBatchClient]:
     settings = get_settings(config)
     settings = settings.model_copy(update={"engine": "gemini-batch"})
     pipeline = _pipeline(settings)
-    sdk_helper = helper.current()  # forked by `main` for these commands: the SDK is loading there
     with friendly_errors(EngineUnavailable):
-        client = make_batch_client(pipeline, calls=sdk_helper.calls(settings) if sdk_helper else None)
+        client = make_batch_client(pipeline)
     return pipeline, client
 
 
 def _resolve_batch(pipeline: Pipeline, batch_id: str) -> BatchRow:
     batch = pipeline.store.get_batch(batch_id)  # matches our id or the remote name
     if batch is None:
-        err_console.print(f"[red]error:[/red] no batch {escape(batch_id)} in the record store "
+        err_console.print(f"[red]error:[/red] no batch {escape(scrub(batch_id))} in the record store "
                           "(see `ocr-assets batches`)")
         raise typer.Exit(1)
     return batch
-
-
-def _plan(pipeline: Pipeline, out) -> None:
-    settings = pipeline.settings
-    result = build_plan(pipeline.store, settings.paths.images_root, settings.paths.allow_list_root, settings.filters)
-    out.print(f"plan: {result.pages_found} pages in {result.books_found} books "
-              f"({result.pages_added} added, {len(result.report)} report entries)")
 
 
 def run(
     config: ConfigOption = None,
     engine: Annotated[EngineName | None, typer.Option(help="Engine for this run (default: settings).")] = None,
     batch: Annotated[bool, typer.Option("--batch", help="Use the Gemini Batch API (50% price).")] = False,
-    limit: Annotated[int | None, typer.Option(help="Attempt at most this many records.")] = None,
+    limit: LimitOption = None,
     book: BookOption = None,
     plan: Annotated[bool, typer.Option(help="Scan the corpus for new pages first.")] = True,
     poll_interval: Annotated[float | None, typer.Option(
@@ -92,11 +98,12 @@ def run(
             update={"poll_interval_seconds": poll_interval})})
     pipeline = _pipeline(settings)
     if plan:
-        _plan(pipeline, console)
-    books = list(book) if book else None
+        print_plan(plan_corpus(pipeline.store, settings), console)
+    books = selected_books(pipeline.store, book)
     todo = pipeline.store.unfinished_count(books)
     if todo == 0:
         console.print("nothing to run: every selected record is terminal")
+        exit_for_records(pipeline.store, books)
         return
     console.print(f"running {todo if limit is None else min(todo, limit)} records with [bold]{chosen}[/bold]")
 
@@ -111,7 +118,8 @@ def run(
             console.print(f"wave: {progress.attempted} attempted, {progress.succeeded} succeeded, "
                           f"{progress.fatal} fatal")
 
-    with friendly_errors(EngineUnavailable, PromptError):
+    with friendly_errors(EngineMisconfigured, code=2, after="the wave's records are back as they were"), \
+            friendly_errors(EngineUnavailable, PromptError):
         try:
             summary = drive(pipeline, books=books, limit=limit, on_progress=on_progress)
         except KeyboardInterrupt:
@@ -120,15 +128,13 @@ def run(
     console.print(table("run", ["attempted", "succeeded", "retryable", "fatal", "blocked", "batches"],
                         [(summary.attempted, summary.succeeded, summary.retryable, summary.fatal,
                           summary.blocked, len(summary.batches))]))
-    left = pipeline.store.unfinished_count(books)
-    if left:
-        console.print(f"[yellow]{left} records are not terminal yet[/yellow] (see `ocr-assets status`)")
+    exit_for_records(pipeline.store, books, limited=limit is not None)
 
 
 def submit(
     config: ConfigOption = None,
     batch: Annotated[bool, typer.Option("--batch", help="Submit through the Gemini Batch API (the only mode).")] = True,
-    limit: Annotated[int | None, typer.Option(help="Submit at most this many records.")] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="Submit at most this many records.")] = None,
     book: BookOption = None,
     plan: Annotated[bool, typer.Option(help="Scan the corpus for new pages first.")] = True,
 ) -> None:
@@ -140,9 +146,10 @@ def submit(
 
     pipeline, client = _batch_pipeline(config)
     if plan:
-        _plan(pipeline, err_console)  # stdout carries only batch ids, for scripts
+        print_plan(plan_corpus(pipeline.store, pipeline.settings), err_console)  # stdout: only batch ids
+    books = selected_books(pipeline.store, book)
     with friendly_errors(PromptError, EngineUnavailable):
-        report = submit_wave(pipeline, client, limit=limit, books=list(book) if book else None)
+        report = submit_wave(pipeline, client, limit=limit, books=books)
     for batch_id in report.batches + report.resubmitted:
         console.print(batch_id)
     err_console.print(f"{report.records} records in {len(report.batches)} new batch(es), "
@@ -157,6 +164,10 @@ def submit(
         if report.uncertain:
             err_console.print("the remote job may exist: `ocr-assets run --batch` (or the poll sensor) adopts it "
                               "by its display name, or puts its records back")
+        raise typer.Exit(1)
+    if report.failed_before_submit:
+        err_console.print(f"[red]{report.failed_before_submit} records failed before submit[/red]: "
+                          "see `ocr-assets failures`")
         raise typer.Exit(1)
 
 
@@ -216,6 +227,10 @@ def batch_fetch(
                       f"{i.duplicate_count} duplicate, {i.unknown_count} unknown keys")
     if report.alert:
         console.print(f"[yellow]alert:[/yellow] {escape(report.alert)}")
+    if report.fatal or report.blocked:
+        err_console.print(f"[red]{report.fatal} fatal, {report.blocked} blocked[/red] in this batch: "
+                          "see `ocr-assets failures`")
+        raise typer.Exit(1)
 
 
 def batch_cancel(
@@ -230,7 +245,8 @@ def batch_cancel(
     if batch.state not in (BatchState.SUBMITTING, BatchState.HELD, BatchState.PENDING, BatchState.RUNNING):
         err_console.print(f"[red]error:[/red] batch {batch.batch_id} is {batch.state}; only active batches can be cancelled")
         raise typer.Exit(1)
-    keys = cancel_batch(pipeline, client, batch.batch_id)
+    with friendly_errors(after=f"batch {batch.batch_id} and its records are unchanged"):
+        keys = cancel_batch(pipeline, client, batch.batch_id)
     console.print(f"cancelled {batch.batch_id}: {len(keys)} records back to retryable")
 
 
@@ -238,7 +254,7 @@ def batches(
     config: ConfigOption = None,
     active: Annotated[bool, typer.Option("--active", help="Only batches still in flight.")] = False,
     stuck: Annotated[bool, typer.Option("--stuck", help="Only batches pending/running past gemini.stuck_batch_hours.")] = False,
-    limit: Annotated[int, typer.Option(help="At most this many rows (newest first).")] = 50,
+    limit: Annotated[int, typer.Option(min=1, help="At most this many rows (newest first).")] = 50,
 ) -> None:
     """List batches with their state, record count and age."""
     from ocr_assets.engines.gemini.runner import stuck_batches

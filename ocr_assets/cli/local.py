@@ -18,11 +18,21 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColum
 from rich.text import Text
 
 from ocr_assets import operations as ops
-from ocr_assets.cli.common import ConfigOption, console, friendly_errors, get_settings, table
+from ocr_assets.cli.common import (
+    BookOption,
+    ConfigOption,
+    console,
+    exit_for_records,
+    friendly_errors,
+    get_settings,
+    plan_corpus,
+    print_plan,
+    selected_books,
+    table,
+)
 from ocr_assets.engines.base import PageFailure, PageOutcome
 from ocr_assets.outputs import atomic_write_text, read_output
 from ocr_assets.pipeline import Pipeline, RunSummary
-from ocr_assets.plan import build_plan
 from ocr_assets.prompts import PromptError
 from ocr_assets.settings import Settings
 from ocr_assets.store import RecordStatus
@@ -37,7 +47,7 @@ local_app = typer.Typer(help="Run the local engine (RapidOCR on CPU, or a local 
 def register(app: typer.Typer) -> None:
     """Attach this module's commands to the root app."""
     local_app.command("run")(run)
-    app.add_typer(local_app, name="local")
+    app.add_typer(local_app, name="local", rich_help_panel="Run")
 
 
 class PagesPerSecond(ProgressColumn):
@@ -52,11 +62,8 @@ def local_settings(
     settings: Settings, *, device: str | None, batch_size: str | None, engine: str | None, model_dir: Path | None
 ) -> Settings:
     """`settings` with the engine set to local and the given options over `settings.local`."""
-    overrides = {"device": device, "batch_size": batch_size, "engine": engine, "model_dir": model_dir}
-    local = settings.local.model_validate(
-        {**settings.local.model_dump(), **{k: v for k, v in overrides.items() if v is not None}}
-    )
-    return settings.model_copy(update={"engine": "local", "local": local})
+    local = settings.override("local", device=device, batch_size=batch_size, engine=engine, model_dir=model_dir)
+    return local.model_copy(update={"engine": "local"})
 
 
 def make_engine(settings: Settings) -> LocalInference:
@@ -74,8 +81,8 @@ def run(
     engine: Annotated[str | None, typer.Option(help="rapidocr | transformers (default: settings).")] = None,
     model_dir: Annotated[Path | None, typer.Option(help="Local model directory for --engine transformers.")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Time one page and estimate the run; change nothing.")] = False,
-    limit: Annotated[int | None, typer.Option(help="Attempt at most this many pages.")] = None,
-    book: Annotated[list[str] | None, typer.Option("--book", help="Only this book (repeatable).")] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="Attempt at most this many pages.")] = None,
+    book: BookOption = None,
     formats: Annotated[str, typer.Option(help="Outputs besides JSON: any of json,txt,csv,alto.")] = "json",
     failures_csv: Annotated[Path | None, typer.Option(help="Where to write this run's failures (default: output root).")] = None,
 ) -> None:
@@ -90,14 +97,13 @@ def run(
                                   model_dir=model_dir)
         inference = make_engine(settings)
     pipeline = Pipeline(settings)
-    planned = build_plan(pipeline.store, settings.paths.images_root, settings.paths.allow_list_root, settings.filters)
-    console.print(f"plan: {planned.pages_found} pages in {planned.books_found} books "
-                  f"({planned.pages_added} pages added)")
-    books = list(book) if book else None
+    print_plan(plan_corpus(pipeline.store, settings), console)
+    books = selected_books(pipeline.store, book)
     todo = pipeline.store.unfinished_count(books)
     total = todo if limit is None else min(todo, limit)
     if total == 0:
         console.print("nothing to run: every selected page is finished")
+        exit_for_records(pipeline.store, books)
         return
     with friendly_errors(DeviceError, ModelLoadError, PromptError, ValueError):
         if dry_run:
@@ -111,6 +117,7 @@ def run(
     elapsed = time.perf_counter() - started
     inference.close()
     _report(pipeline, summary, elapsed, wanted, failures_csv or settings.paths.output_root / "failures.csv")
+    exit_for_records(pipeline.store, books, limited=limit is not None)
 
 
 def _dry_run(pipeline: Pipeline, inference: LocalInference, books: list[str] | None, total: int) -> None:

@@ -26,19 +26,22 @@ failures_app = typer.Typer(help="Failures grouped by class and message pattern; 
                            rich_markup_mode=None)
 
 
+PANEL = "Operate"  # the help's group for these commands
+
+
 def register(app: typer.Typer) -> None:
     """Attach this module's commands to the root app."""
     failures_app.callback(invoke_without_command=True)(failures)
     failures_app.command("export")(failures_export)
-    app.add_typer(failures_app, name="failures")
-    app.command("retry")(retry)
-    app.command("reset")(reset)
-    app.command("backup")(backup)
-    app.command("show")(show)
-    app.command("inferences")(inferences)
-    app.command("eval")(eval_prompts)
-    prompt_app.command("show")(prompt_show)
-    app.add_typer(prompt_app, name="prompt")
+    app.add_typer(failures_app, name="failures", rich_help_panel=PANEL)
+    app.command("retry", rich_help_panel=PANEL)(retry)
+    app.command("reset", rich_help_panel=PANEL)(reset)
+    app.command("backup", rich_help_panel=PANEL)(backup)
+    app.command("show", rich_help_panel=PANEL)(show)
+    app.command("inferences", rich_help_panel=PANEL)(inferences)
+    app.command("eval", rich_help_panel=PANEL)(eval_prompts)
+    prompt_app.command("show", rich_help_panel=PANEL)(prompt_show)
+    app.add_typer(prompt_app, name="prompt", rich_help_panel=PANEL)
 
 
 _NO_WRAP = {"key", "record", "batch", "example keys", "prompt", "at", "sent", "last seen"}
@@ -70,7 +73,7 @@ def failures(
     config: ConfigOption = None,
     book: BookOption = None,
     current: CurrentOption = False,
-    examples: Annotated[int, typer.Option(help="Example keys per group.")] = 3,
+    examples: Annotated[int, typer.Option(min=0, help="Example keys per group.")] = 3,
 ) -> None:
     """Failures grouped by error class, error type and message pattern, with counts and example keys."""
     if ctx.invoked_subcommand is not None:
@@ -240,7 +243,7 @@ def inferences(
     config: ConfigOption = None,
     key: Annotated[str | None, typer.Option("--key", help="Only this record.")] = None,
     book: BookOption = None,
-    limit: Annotated[int, typer.Option(help="The most recent N rows.")] = 100,
+    limit: Annotated[int, typer.Option(min=1, help="The most recent N rows.")] = 100,
     full: Annotated[
         bool, typer.Option("--full", help="Also print each row's rendered prompt and raw response.")
     ] = False,
@@ -290,7 +293,7 @@ def eval_prompts(
         Literal["local", "gemini-realtime"] | None,
         typer.Option("--engine", help="Engine to run (default: the settings' engine)."),
     ] = None,
-    sample: Annotated[int | None, typer.Option("--sample", help="Pages with ground truth to run (0 = all).")] = 20,
+    sample: Annotated[int | None, typer.Option("--sample", min=0, help="Pages with ground truth to run (0 = all).")] = 20,
     pages: Annotated[bool, typer.Option("--pages", help="Also print a per-page table for each version.")] = False,
 ) -> None:
     """Compare prompt versions on ground-truth pages: CER, course P/R/F1, schema-valid rate, tokens, cost."""

@@ -12,7 +12,7 @@ from ocr_assets.cli.common import console, err_console, table
 
 def register(app: typer.Typer) -> None:
     """Attach this module's commands to the root app."""
-    app.command("sample-corpus")(sample_corpus)
+    app.command("sample-corpus", rich_help_panel="Tools")(sample_corpus)
 
 
 def sample_corpus(

@@ -62,6 +62,13 @@ PageOutcome = PageSuccess | PageFailure
 PricingMode = Literal["realtime", "batch", "local"]
 
 
+class EngineMisconfigured(RuntimeError):
+    """The engine cannot answer any page as configured (e.g. a 404: wrong base URL or model name).
+
+    Not a page's failure: the run stops, and the wave's records go back as they were (no attempt counted).
+    """
+
+
 @runtime_checkable
 class SyncEngine(Protocol):
     """Answers requests directly (local model, Gemini real-time, flex tier)."""

@@ -50,8 +50,7 @@ def make_batch_client(pipeline: Pipeline, *, calls: BatchCalls | None = None) ->
     """The Gemini Batch API client for the pipeline's settings and store.
 
     The credentials are checked now, before any record is claimed; the SDK client is built on first
-    use (commands that only read the store never import the SDK), or `calls` answers instead (the
-    CLI's SDK helper process).
+    use (commands that only read the store never import the SDK), or `calls` answers instead (tests).
     """
     from ocr_assets.engines.gemini.batch import GeminiBatchClient
     from ocr_assets.engines.gemini.client import GeminiUnavailable, credentials

@@ -151,13 +151,14 @@ class BatchesMixin(StoreBase):
         return {batch_id: found.get(batch_id, []) for batch_id in batch_ids}
 
     def release_batch(self, batch_id: str, *, error: str, error_type: str, count_failure: bool,
-                      state: BatchState) -> list[str]:
+                      state: BatchState, refund_attempt: bool = False) -> list[str]:
         """Return every record still RUNNING in the batch so it can run again (never lost with it).
 
         `count_failure=True` (the batch ran and failed/expired/was cancelled): the attempt stands, the
         failure is logged, and records whose attempts are exhausted become FATAL (chains BLOCKED).
-        `count_failure=False` (the remote create never happened): records go back as they were.
-        Statuses follow `transitions.after_release`.
+        `count_failure=False` (the remote create never happened): records go back as they were;
+        `refund_attempt=True` also takes back the attempt their claim counted (a sync engine that
+        could not answer any page, e.g. a wrong endpoint). Statuses follow `transitions.after_release`.
         """
         now = utcnow()
         with self.connect() as con:
@@ -173,13 +174,15 @@ class BatchesMixin(StoreBase):
                            FROM records WHERE key IN ({placeholders(chunk)})""",
                         [error_type, error, now, *chunk],
                     )
-            statuses = {key: transitions.after_release(attempts=running[key][0], max_attempts=self.max_attempts,
+            refund = int(refund_attempt and not count_failure)
+            statuses = {key: transitions.after_release(attempts=running[key][0] - refund,
+                                                       max_attempts=self.max_attempts,
                                                        count_failure=count_failure) for key in keys}
             messages = {key: (transitions.exhausted(running[key][0], error)
                               if statuses[key] == transitions.S.FATAL_FAILURE else error) for key in keys}
             for chunk in chunks(keys):
                 con.execute(
-                    f"""UPDATE records SET status = u.status,
+                    f"""UPDATE records SET status = u.status, attempts = greatest(records.attempts - ?, 0),
                            last_error = CASE WHEN ? THEN u.message ELSE records.last_error END,
                            error_class = CASE WHEN ? THEN 'retryable' ELSE records.error_class END,
                            error_type = CASE WHEN ? THEN ? ELSE records.error_type END,
@@ -187,7 +190,7 @@ class BatchesMixin(StoreBase):
                         FROM (SELECT unnest(?::VARCHAR[]) AS key, unnest(?::VARCHAR[]) AS status,
                                      unnest(?::VARCHAR[]) AS message) u
                         WHERE records.key IN ({placeholders(chunk)}) AND records.key = u.key""",
-                    [count_failure, count_failure, count_failure, error_type, now, list(chunk),
+                    [refund, count_failure, count_failure, count_failure, error_type, now, list(chunk),
                      [str(statuses[k]) for k in chunk], [messages[k] for k in chunk], *chunk],
                 )
             fatal = [key for key in keys if statuses[key] == transitions.S.FATAL_FAILURE]

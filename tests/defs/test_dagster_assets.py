@@ -81,9 +81,10 @@ def test_fatal_pages_fail_the_run_by_name_after_the_successful_books_are_reporte
     root = tmp_path / "c"
     write_corpus(root, {"CA:Good:1900": {1: ["HISTORY", "1. Ancient History. Greece and Rome."]},
                         "NY:Bad:1900": {1: ["unreadable"], 2: ["MUSIC", "1. Harmony. Chords."]}})
-    (root / "images" / "NY" / "Bad" / "1900" / "1.png").write_bytes(b"not an image at all")
     monkeypatch.setenv("OCR_ASSETS_CONFIG", str(write_settings(root)))
     assert materialize(instance, ["corpus_plan"]).success
+    # Damaged after planning (the plan's image check would report it and leave it out).
+    (root / "images" / "NY" / "Bad" / "1900" / "1.png").write_bytes(b"not an image at all")
 
     result = materialize(instance, ["page_ocr", "book_courses"],
                          tags={RANGE_START: "CA:Good:1900", RANGE_END: "NY:Bad:1900"})

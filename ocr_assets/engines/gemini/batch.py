@@ -6,8 +6,7 @@
 - `submit` uploads one JSONL (retried) and calls `batches.create` once: a 429 raises
   `CreateRefused` (hold and retry later, no attempt counted); any other failure raises
   `SubmitUncertain` (the job may exist: the runner adopts or releases it by display name).
-- Every remote call goes through `calls` (`calls.BatchCalls`): the SDK in this process, or the
-  CLI's SDK helper process.
+- Every remote call goes through `calls` (`calls.BatchCalls`, the SDK in this process).
 - `fetch` downloads the result file, archives it gzip-compressed BEFORE parsing, and parses each
   line by key: unknown keys, duplicates (first valid wins) and missing keys go to an integrity report.
 """

@@ -2,9 +2,8 @@
 
 `GeminiBatchClient` does the record-safe work (encoding, file reuse, archiving, joining results by
 key) and calls these for everything remote. Arguments and results are bytes, strings and small
-pydantic models, and failures are our own exceptions (scrubbed, picklable), so the same calls can
-run in this process or in the CLI's SDK helper process (`helper.py`) without the SDK's objects
-crossing over. Transport retries (429/5xx, timeouts) happen here, around each call.
+pydantic models, and failures are our own scrubbed exceptions, so the SDK's objects stay here and a
+test can answer the calls instead. Transport retries (429/5xx, timeouts) happen here, around each call.
 """
 
 from __future__ import annotations
@@ -38,18 +37,6 @@ class SubmitUncertain(RuntimeError):
         # True when the job surely was not created (e.g. 400 on create): release, do not look it up.
         self.definite = definite
 
-    def __reduce__(self):  # keep the keyword fields across the helper's pipe
-        return _rebuild_uncertain, (str(self), self.input_file, self.definite)
-
-
-def _rebuild_uncertain(message: str, input_file: str | None, definite: bool) -> SubmitUncertain:
-    return SubmitUncertain(message, input_file=input_file, definite=definite)
-
-
-class CallsGone(GeminiCallError):
-    """The process answering the calls (the CLI's SDK helper) ended: the call failed, and a create
-    in flight may or may not have happened."""
-
 
 class UploadedFile(BaseModel):
     name: str
@@ -69,7 +56,7 @@ class RemoteJob(BaseModel):
 
 
 class BatchCalls(Protocol):
-    """What `GeminiBatchClient` needs from the API; `GeminiCalls` here, `HelperCalls` across a pipe."""
+    """What `GeminiBatchClient` needs from the API: `GeminiCalls` here, or a test's stand-in."""
 
     def upload(self, data: bytes, *, mime_type: str, display_name: str) -> UploadedFile: ...
     def create_batch(self, *, model: str, src: str, display_name: str) -> str: ...

@@ -106,8 +106,11 @@ def api_error_class(code: int | None, status: str | None, message: str | None) -
     if code is not None and code >= 500:
         return ErrorClass.RETRYABLE, "server_error"
     if code in (401, 403, 404) or status in {"PERMISSION_DENIED", "NOT_FOUND", "UNAUTHENTICATED"}:
-        # An expired File API reference or a revoked key: not this page's fault; retry it.
-        return ErrorClass.RETRYABLE, "file_unavailable" if "file" in text else "permission_denied"
+        # An expired File API reference or a revoked key: not this page's fault; retry it. (A real-time
+        # 404 naming no file is a wrong model or URL: the engine stops the run, see realtime.py.)
+        if "file" in text:
+            return ErrorClass.RETRYABLE, "file_unavailable"
+        return ErrorClass.RETRYABLE, "not_found" if code == 404 or status == "NOT_FOUND" else "permission_denied"
     if code == 413:
         return ErrorClass.FATAL, "request_too_large"
     if code == 400 or status in {"INVALID_ARGUMENT", "FAILED_PRECONDITION"}:

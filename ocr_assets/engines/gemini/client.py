@@ -8,20 +8,16 @@ this package goes through `scrub`, so it never lands in logs, the record store o
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping
 from urllib.parse import urlparse
 
+from ocr_assets.redaction import REDACTED, scrub  # noqa: F401  (re-exported: callers scrub through here)
 from ocr_assets.settings import Settings
 
 API_KEY_ENV = "GEMINI_API_KEY"
 BASE_URL_ENV = "GOOGLE_GEMINI_BASE_URL"
 # The emulator accepts any key; a loopback base URL without $GEMINI_API_KEY uses this placeholder.
 EMULATOR_PLACEHOLDER_KEY = "emulator-no-key"
-REDACTED = "[REDACTED]"
-
-# Google API keys have a recognisable shape; scrub those too (a key from another variable, say).
-_GOOGLE_KEY = re.compile(r"AIza[0-9A-Za-z_\-]{30,}")
 
 
 class GeminiUnavailable(RuntimeError):
@@ -36,31 +32,10 @@ class GeminiCallError(RuntimeError):
         self.code = code
         self.status = status
 
-    def __reduce__(self):  # keep code and status when it crosses from the SDK helper process
-        return _rebuild_call_error, (str(self), self.code, self.status)
-
     @classmethod
     def wrap(cls, exc: BaseException, what: str) -> "GeminiCallError":
         return cls(f"{what}: {describe_error(exc)}", code=getattr(exc, "code", None),
                    status=getattr(exc, "status", None))
-
-
-def _rebuild_call_error(message: str, code: int | None, status: str | None) -> GeminiCallError:
-    return GeminiCallError(message, code=code, status=status)
-
-
-def _secret_values(environ: Mapping[str, str] | None = None) -> list[str]:
-    env = os.environ if environ is None else environ
-    values = [env.get(name, "") for name in (API_KEY_ENV, "GOOGLE_API_KEY")]
-    return [v for v in values if len(v) >= 6]
-
-
-def scrub(text: object, environ: Mapping[str, str] | None = None) -> str:
-    """`text` with any API key (the configured one, or anything shaped like a Google key) redacted."""
-    out = "" if text is None else str(text)
-    for secret in _secret_values(environ):
-        out = out.replace(secret, REDACTED)
-    return _GOOGLE_KEY.sub(REDACTED, out)
 
 
 def describe_error(exc: BaseException) -> str:

@@ -13,10 +13,10 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from ocr_assets.engines.base import PageFailure, PageOutcome, PageRequest, PricingMode
+from ocr_assets.engines.base import EngineMisconfigured, PageFailure, PageOutcome, PageRequest, PricingMode
 from ocr_assets.engines.gemini.calls import retrying
 from ocr_assets.engines.gemini.classify import classify_exception, classify_response
-from ocr_assets.engines.gemini.client import make_client
+from ocr_assets.engines.gemini.client import describe_error, make_client, resolve_base_url
 from ocr_assets.engines.gemini.requests import ImageUnreadable, load_image, sdk_call
 from ocr_assets.schema import ErrorClass
 from ocr_assets.settings import Settings
@@ -74,6 +74,11 @@ class GeminiRealtimeEngine:
                 model=self.model_name, contents=contents, config=config
             )
         except Exception as exc:
+            if getattr(exc, "code", None) == 404:  # the endpoint or the model does not exist: every page would fail
+                url = resolve_base_url(self.settings) or "Google's endpoint"
+                raise EngineMisconfigured(
+                    f"model {self.model_name!r} not found at {url} (404): check model.name and gemini.base_url "
+                    f"({describe_error(exc)})") from None
             return classify_exception(request.key, exc, model=self.model_name, latency_s=time.monotonic() - start)
         data = response.model_dump(
             mode="json", by_alias=True, exclude_none=True,

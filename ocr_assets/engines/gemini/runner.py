@@ -30,7 +30,7 @@ from pydantic import BaseModel, Field
 from ocr_assets.engines.base import PageFailure, PageOutcome, PageRequest
 from ocr_assets.engines.gemini.batch import GeminiBatchClient, IntegrityReport, shard
 from ocr_assets.engines.gemini.calls import CreateRefused, SubmitUncertain
-from ocr_assets.engines.gemini.client import describe_error
+from ocr_assets.engines.gemini.client import GeminiCallError, describe_error
 from ocr_assets.engines.gemini.context import ContextProvider, provider_for
 from ocr_assets.engines.gemini.metering import load_calibration, token_room, update_calibration
 from ocr_assets.outputs import atomic_write_bytes
@@ -85,6 +85,13 @@ class IngestReport(BaseModel):
 class RecoveryReport(BaseModel):
     adopted: list[str] = Field(default_factory=list)
     released: list[str] = Field(default_factory=list)
+    # "batch id: error" of SUBMITTING batches whose lookup failed (after the call's own retries).
+    lookup_failed: list[str] = Field(default_factory=list)
+
+
+class RecoveryLookupFailed(GeminiCallError):
+    """`batches.list` kept failing while recovering SUBMITTING batches: `run --batch` stops here; the
+    records stay claimed (never resent) and a later run recovers them."""
 
 
 class RunProgress(BaseModel):
@@ -484,6 +491,7 @@ def recover_submitting(pipeline: Pipeline, client: GeminiBatchClient, *, now: da
             found = client.find_by_display_name(batch.batch_id)
         except Exception as exc:
             log.warning("cannot look up SUBMITTING batch %s: %s", batch.batch_id, describe_error(exc))
+            report.lookup_failed.append(f"{batch.batch_id}: {describe_error(exc)}")
             continue
         if found is not None:
             _finish_submit(pipeline, batch, found.name, input_file=_detail(batch).get("input_file"),
@@ -513,9 +521,10 @@ def poll_active(pipeline: Pipeline, client: GeminiBatchClient, *, now: datetime 
 
 
 def _poll(pipeline: Pipeline, client: GeminiBatchClient, *, now: datetime | None = None,
-          active: Sequence[BatchRow] | None = None) -> tuple[list[BatchRow], list[BatchRow]]:
-    """(batches ready to ingest, batches still active) after one poll of every active batch."""
+          active: Sequence[BatchRow] | None = None) -> tuple[list[BatchRow], list[BatchRow], list[str]]:
+    """(batches ready to ingest, batches still active, failed SUBMITTING lookups) after one poll."""
     active = _ours(pipeline.store.active_batches() if active is None else active)
+    recovered = RecoveryReport()
     if any(b.state == BatchState.SUBMITTING for b in active):
         recovered = recover_submitting(pipeline, client, now=now, active=active)
         if recovered.adopted or recovered.released:
@@ -537,7 +546,7 @@ def _poll(pipeline: Pipeline, client: GeminiBatchClient, *, now: datetime | None
     # One transaction for the whole poll (a store round-trip per batch made a 100-batch tick take seconds).
     moved_on = {c.batch_id for c in changes} - set(pipeline.store.set_batch_states(changes))
     still = [b for b in still if b.batch_id not in moved_on]  # changed elsewhere meanwhile: state unknown here
-    return pending_ingest(pipeline), still
+    return pending_ingest(pipeline), still, recovered.lookup_failed
 
 
 def _poll_remote(client: GeminiBatchClient, batches: Sequence[BatchRow], concurrency: int) -> dict[str, Any]:
@@ -745,10 +754,17 @@ def run_batches(
     start = time.monotonic()
     idle = 0
     submitted_records = 0
+    failed_lookups = 0  # consecutive ticks whose SUBMITTING lookup failed (each call retried with backoff)
     while True:
         with store.session():  # one tick is one unit of work: one hold of the store, released to sleep
             summary.ticks += 1
-            finished, active = _poll(pipeline, client, active=store.active_batches())
+            finished, active, unresolved = _poll(pipeline, client, active=store.active_batches())
+            failed_lookups = failed_lookups + 1 if unresolved else 0
+            if failed_lookups >= settings.gemini.transport_retries:
+                raise RecoveryLookupFailed(
+                    f"cannot look up SUBMITTING batch(es) after {failed_lookups} tries ({'; '.join(unresolved)}); "
+                    "their records stay claimed and are never resent: re-run `ocr-assets run --batch` once "
+                    "the API answers")
             for batch in finished:
                 try:
                     result = ingest_batch(pipeline, client, batch, provider=provider)

@@ -6,6 +6,8 @@ import gzip
 import json
 import logging
 import shutil
+import socket
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -280,6 +282,33 @@ def test_a_crashed_submit_is_adopted_when_the_job_exists_and_released_when_not(t
     made = store.get("ny:alpha:1900:3")
     assert (made.status, made.attempts, made.batch_id) == (RecordStatus.RUNNING, 1, "gb-made")
     assert store.get_batch("gb-made").remote_name.startswith("batches/")
+
+
+def test_run_batch_stops_with_a_clear_error_when_a_submitting_lookup_keeps_failing_and_resends_nothing(
+    tmp_path, monkeypatch, gemini_emulator
+):
+    from ocr_assets.engines.gemini.runner import RecoveryLookupFailed, run_batches
+
+    server = gemini_emulator()
+    pipeline, client = make_pipeline(tmp_path, monkeypatch, server, {"ny:alpha:1900": [1]},
+                                     gemini__transport_retries=2)
+    store = pipeline.store
+    item = ClaimItem(key="ny:alpha:1900:1", batch_index=0, prompt_name="page_ocr", prompt_version="v1.1",
+                     prompt_vars_hash="h")
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # a process of this host that has ended: the submit's owner died mid-create
+    store.claim("gb-crashed", [item], engine=ENGINE, model="gemini-2.5-flash", state=BatchState.SUBMITTING,
+                count_attempt=False, owner=f"{socket.gethostname()}:{gone.pid}")
+    server.state.update_config({"faults": {"endpoint_503": 1.0, "endpoint_routes": ["batches.list"]}})
+    with pytest.raises(RecoveryLookupFailed, match="gb-crashed.*stay claimed"):
+        run_batches(pipeline, client, poll_interval=0.01, timeout_s=20)
+    assert store.get_batch("gb-crashed").state == BatchState.SUBMITTING  # left for a later run
+    assert store.get("ny:alpha:1900:1").batch_id == "gb-crashed"
+    assert server.state.request_log == [] and server.state.batches.summaries() == []  # nothing (re)sent
+
+    server.state.update_config({"faults": {"endpoint_503": 0.0, "endpoint_routes": []}})
+    run_batches(pipeline, client, poll_interval=0.01, timeout_s=20)  # the API is back: recovered, then run
+    assert store.get("ny:alpha:1900:1").status == RecordStatus.SUCCESS
 
 
 def test_waves_are_sharded_under_the_jsonl_size_cap(tmp_path, monkeypatch, gemini_emulator):

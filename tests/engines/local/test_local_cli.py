@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
 
 import pytest
 import yaml
+from PIL import Image
 from typer.testing import CliRunner
 
 from ocr_assets.cli import app, common
@@ -54,7 +56,10 @@ def _wide_console(monkeypatch: pytest.MonkeyPatch) -> None:
 def corpus(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     write_book(tmp_path, "MA:alpha:1901", images=[1, 2, 3], allow=[1, 2, 3])
     write_book(tmp_path, "MA:beta:1902", images=[1, 2], allow=[1, 2])
-    (tmp_path / "images" / "MA" / "beta" / "1902" / "1.jpg").write_bytes(b"")  # unreadable: fatal
+    # Its header reads (the plan's cheap check passes) but its pixels do not: fatal at inference.
+    noise = io.BytesIO()
+    Image.frombytes("L", (64, 64), bytes(range(256)) * 16).save(noise, format="JPEG")
+    (tmp_path / "images" / "MA" / "beta" / "1902" / "1.jpg").write_bytes(noise.getvalue()[:len(noise.getvalue()) // 2])
     config = tmp_path / "ocr_assets.yaml"
     config.write_text(yaml.safe_dump({
         "paths": {"images_root": str(tmp_path / "images"), "allow_list_root": str(tmp_path / "allow_list"),
@@ -74,7 +79,8 @@ def _statuses(config: Path) -> dict[str, str]:
 def test_local_run_ocrs_through_the_store_writes_exports_and_failures(corpus) -> None:
     root, config, seen = corpus
     result = runner.invoke(app, ["local", "run", "--config", str(config), "--formats", "json,txt,csv,alto"])
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 1, result.output  # a page ended FATAL (and one BLOCKED)
+    assert "2 selected records failed (1 fatal, 1 blocked" in result.output and "ocr-assets failures" in result.output
     assert "4/4" in result.output  # the blocked page never runs
     assert _statuses(config) == {
         "MA:alpha:1901:1": "SUCCESS", "MA:alpha:1901:2": "SUCCESS", "MA:alpha:1901:3": "SUCCESS",
@@ -96,15 +102,16 @@ def test_local_run_ocrs_through_the_store_writes_exports_and_failures(corpus) ->
 def test_a_second_run_resumes_from_the_store_and_skips_success_pages(corpus) -> None:
     root, config, seen = corpus
     first = runner.invoke(app, ["local", "run", "--config", str(config), "--limit", "2"])
-    assert first.exit_code == 0, first.output
+    assert first.exit_code == 1, first.output  # MA:beta:1902:1 ran and failed
     statuses = _statuses(config)
     assert sorted(statuses.values()) == ["BLOCKED", "FATAL_FAILURE", "PENDING", "PENDING", "SUCCESS"]
     second = runner.invoke(app, ["local", "run", "--config", str(config)])
-    assert second.exit_code == 0, second.output
+    assert second.exit_code == 1, second.output
     keys = [key for key, _ in seen]
     assert len(keys) == len(set(keys)) == 3  # nothing answered twice
     third = runner.invoke(app, ["local", "run", "--config", str(config)])
     assert "nothing to run" in third.output
+    assert third.exit_code == 1  # still not every record SUCCESS
 
 
 def test_dry_run_times_one_page_and_changes_nothing(corpus) -> None:
