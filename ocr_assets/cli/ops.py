@@ -266,8 +266,7 @@ def prompt_show(
     settings = get_settings(config)
     registry = PromptRegistry(settings.prompt.registry_dir)
     with friendly_errors(ops.OperationsError, PromptError):
-        rebuilt = ops.reconstruct_prompt(open_store(settings), registry, key, default_name=settings.prompt.name,
-                                         default_version=settings.prompt.version)
+        rebuilt = ops.reconstruct_prompt(settings, open_store(settings), registry, key)
     ident = rebuilt.identity
     if not rebuilt.sent:
         err_console.print(f"{escape(key)} has not been sent yet; this is the prompt it would get now "

@@ -16,10 +16,11 @@ import os
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from ocr_assets.engines.base import PageRequest, PageSuccess, PromptIdentity, SyncEngine
 from ocr_assets.outputs import atomic_write_text
+from ocr_assets.page_requests import ContextProvider
 from ocr_assets.prompts import upstream_context
 from ocr_assets.schema import OcrPageResult
 from ocr_assets.settings import Settings
@@ -28,7 +29,6 @@ from ocr_assets.store import RecordRow, RecordStore
 log = logging.getLogger(__name__)
 
 LOCAL_OCR = "local_ocr"
-UPSTREAM_OUTPUT = "upstream_output"
 # Content digests remembered per (path, size, mtime): ingest rebuilds hash a batch's upstream images
 # again otherwise. Bounded, so a million-page run does not keep a million entries.
 DIGEST_MEMO_SIZE = 100_000
@@ -36,16 +36,6 @@ DIGEST_MEMO_SIZE = 100_000
 
 class ContextUnavailable(RuntimeError):
     """The local OCR context pass cannot run here (engine missing)."""
-
-
-class ContextProvider(Protocol):
-    """Supplies each record's previous-page context; `source` is recorded in the prompt identity."""
-
-    source: str
-
-    def contexts(self, records: Sequence[RecordRow]) -> dict[str, dict[str, Any] | None]:
-        """record key → context (None for chain heads, or where the pass failed: see `problems`)."""
-        ...
 
 
 class LocalOcrContext:
