@@ -167,10 +167,20 @@ def _inline(node: Any, defs: dict[str, Any]) -> Any:
     return out
 
 
+def _nullable_lists(node: Any) -> None:
+    """The prompt allows null for "none on this page": every list but the text blocks may be null."""
+    for name, prop in (node.get("properties") or {}).items():
+        if prop.get("type") == "array" and name != "text_blocks":
+            node["properties"][name] = {"anyOf": [prop, {"type": "null"}]}
+        for child in [prop, *prop.get("anyOf", []), prop.get("items") or {}]:
+            _nullable_lists(child)
+
+
 def response_json_schema() -> dict[str, Any]:
     """`OcrPageResult` as the JSON Schema Gemini's `responseJsonSchema` takes (one source of truth)."""
     schema = OcrPageResult.model_json_schema()
     inlined = _inline(schema, schema.get("$defs", {}))
+    _nullable_lists(inlined)
     for path, names in ANSWER_REQUIRED.items():
         node = inlined["properties"][path] if path else inlined
         node["required"] = sorted(set(node.get("required", [])) | set(names), key=list(node["properties"]).index)

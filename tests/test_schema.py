@@ -119,7 +119,34 @@ def test_the_response_schema_is_the_page_model_with_refs_inlined():
     schema = response_json_schema()
     assert "$ref" not in json.dumps(schema) and "$defs" not in schema
     assert set(schema["required"]) == {"raw_ocr", "page_info", "courses"}
-    course = schema["properties"]["courses"]["items"]
-    assert course["required"] == ["course_name"]
+    courses, null = schema["properties"]["courses"]["anyOf"]  # the prompt allows null for "none"
+    assert null == {"type": "null"} and courses["items"]["required"] == ["course_name"]
     assert "page_label" in schema["properties"]["page_info"]["properties"]
     assert schema["properties"]["raw_ocr"]["required"] == ["text_blocks"]
+
+
+@pytest.mark.parametrize("version", ["v1", "v1.1", "v1.2"])
+def test_every_field_the_prompt_names_exists_in_the_response_schema(version):
+    import re
+
+    from ocr_assets.prompts import PromptRegistry, page_variables
+    from tests.fixtures.corpus import REPO_ROOT
+
+    variables = page_variables(state="ny", school="A", year=1900, page=2, previous_context=None)
+    text = PromptRegistry(REPO_ROOT / "prompts").render("page_ocr", version, variables).text
+    # Quoted words that are not enum values ("regular" | "bold"): the field names the prompt asks for.
+    named = set(re.findall(r'(?<!\| )"(\w+)"(?! \|)', text))
+    assert {"raw_ocr", "text_blocks", "page_info", "page_number", "courses", "course_name"} <= named
+
+    def fields(node) -> set[str]:
+        found = set()
+        if isinstance(node, dict):
+            found |= set(node.get("properties", {}))
+            for value in node.values():
+                found |= fields(value)
+        elif isinstance(node, list):
+            for value in node:
+                found |= fields(value)
+        return found
+
+    assert named - fields(response_json_schema()) == set()
