@@ -71,8 +71,15 @@ class RequestLogEntry(BaseModel):
     delivered: bool | None = None
     cached_content: str | None = None
     prompt_tokens: int = 0
-    output_tokens: int = 0
+    output_tokens: int = 0  # answer + thinking tokens, as billed
     cached_tokens: int = 0
+    thoughts_tokens: int = 0
+    # What the request asked for besides its content (generationConfig), as received.
+    response_schema: dict | None = None
+    thinking: dict | None = None
+    media_resolution: str | None = None
+    image_sources: list[str] = []  # "inline" | "file", one per image, in order
+    invalid_field: str | None = None  # model-like `invalid` answers: the contract field broken
 
 
 class BatchEvent(BaseModel):
@@ -176,6 +183,9 @@ class Prepared:
     cache_name: str | None
     cached_tokens: int
     image_count: int
+    thinking: dict | None = None
+    media_resolution: str | None = None
+    image_sources: tuple[str, ...] = ()
 
     @property
     def image_digest(self) -> str | None:
@@ -267,7 +277,8 @@ class EmulatorState:
 
     def log_request(self, prepared: Prepared | None, *, key: str, batch: str, attempt: int, outcome: str,
                     delivered: bool | None, model: str, prompt_tokens: int = 0, output_tokens: int = 0,
-                    cached_tokens: int = 0) -> RequestLogEntry:
+                    cached_tokens: int = 0, thoughts_tokens: int = 0,
+                    invalid_field: str | None = None) -> RequestLogEntry:
         with self.lock:
             entry = RequestLogEntry(
                 seq=len(self._request_log) + 1, key=key, batch=batch, time=self.now(), model=model,
@@ -277,6 +288,11 @@ class EmulatorState:
                 clean=outcome in CLEAN_OUTCOMES, delivered=delivered,
                 cached_content=prepared.cache_name if prepared else None,
                 prompt_tokens=prompt_tokens, output_tokens=output_tokens, cached_tokens=cached_tokens,
+                thoughts_tokens=thoughts_tokens, invalid_field=invalid_field,
+                response_schema=prepared.request.response_schema if prepared else None,
+                thinking=prepared.thinking if prepared else None,
+                media_resolution=prepared.media_resolution if prepared else None,
+                image_sources=list(prepared.image_sources) if prepared else [],
             )
             self._request_log.append(entry)
             return entry
@@ -508,13 +524,25 @@ class EmulatorState:
         all_images = (cache.images if cache else []) + images
         generation = wire_field(body, "generationConfig") or {}
         max_tokens = wire_field(generation, "maxOutputTokens")
+        thinking = wire_field(generation, "thinkingConfig")
+        if isinstance(thinking, dict):  # proto JSON takes both spellings (the SDK sends snake_case here)
+            thinking = {name: wire_field(thinking, name) for name in ("thinkingBudget", "thinkingLevel",
+                                                                       "includeThoughts")
+                        if wire_field(thinking, name) is not None}
+            if "thinkingBudget" in thinking and "thinkingLevel" in thinking:
+                raise ApiError(400, "You can only set only one of thinking budget and thinking level.")
+        schema = wire_field(generation, "responseJsonSchema") or wire_field(generation, "responseSchema")
         return Prepared(
             key=key, model=model,
             request=AnswerRequest(key=key, prompt="\n".join(texts), model=model, images=tuple(all_images),
-                                  max_output_tokens=int(max_tokens) if max_tokens else None),
+                                  max_output_tokens=int(max_tokens) if max_tokens else None,
+                                  response_schema=schema if isinstance(schema, dict) else None),
             cache_name=cache.name if cache else None,
             cached_tokens=cache.token_count if cache else 0,
             image_count=len(all_images),
+            thinking=thinking if isinstance(thinking, dict) else None,
+            media_resolution=wire_field(generation, "mediaResolution"),
+            image_sources=tuple("file" if ref.file_id else "inline" for ref in content.images),
         )
 
     def estimate_request_tokens(self, owner: str, body: dict[str, Any]) -> int:
