@@ -40,7 +40,8 @@ def thinking_tokens(config: ModelLikeConfig, seed: int, key: str, attempt: int, 
     return min(natural, int(budget))
 
 
-def _roman(number: int) -> str:
+def roman(number: int) -> str:
+    """Lower-case roman numerals, as front matter prints page numbers."""
     out, n = "", max(1, number)
     for value, letters in ((1000, "m"), (900, "cm"), (500, "d"), (400, "cd"), (100, "c"), (90, "xc"), (50, "l"),
                            (40, "xl"), (10, "x"), (9, "ix"), (5, "v"), (4, "iv"), (1, "i")):
@@ -115,7 +116,7 @@ def vary(text: str, config: ModelLikeConfig, seed: int, key: str, attempt: int,
 
     info = answer.get("page_info")
     if isinstance(info, dict) and isinstance(info.get("page_number"), int) and draw("roman"):
-        answer["page_info"] = {**info, "page_label": _roman(info["page_number"]), "page_number": None}
+        answer["page_info"] = {**info, "page_label": roman(info["page_number"]), "page_number": None}
     if schema:
         answer = _vary_object(answer, schema, draw, "")
     if draw("extra_key"):
