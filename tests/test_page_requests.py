@@ -96,3 +96,20 @@ def test_every_prompt_version_builds_through_the_one_builder(tmp_path: Path, ver
     build_plan(pipeline.store, settings.paths.images_root, settings.paths.allow_list_root)
     built, _ = pipeline.build_requests(pipeline.store.records(), prompt_version=version)
     assert built[0].prompt_identity.version == version and "page 1" in built[0].prompt
+
+
+def test_a_prompt_version_that_cannot_render_a_context_source_says_so_before_anything_is_sent(tmp_path: Path):
+    from ocr_assets.engines.gemini.context import UpstreamImageContext
+    from ocr_assets.prompts import PromptError
+
+    write_book(tmp_path, "ny:alpha:1900", images=[1, 2], allow=[1, 2])
+    settings = settings_for(tmp_path)
+    pipeline = Pipeline(settings)
+    build_plan(pipeline.store, settings.paths.images_root, settings.paths.allow_list_root)
+    with pytest.raises(PromptError, match="context_source upstream_image"):
+        pipeline.build_requests(pipeline.store.records(), prompt_version="v1.1",
+                                provider=UpstreamImageContext(pipeline.store))
+    built, _ = pipeline.build_requests(pipeline.store.records(), prompt_version="v1.2",
+                                       provider=UpstreamImageContext(pipeline.store))
+    second = next(r for r in built if r.page == 2)
+    assert second.context_image_path == Path(pipeline.store.get("ny:alpha:1900:1").image_path)
