@@ -56,7 +56,8 @@ def test_a_local_ocr_context_record_is_rebuilt_by_prompt_show_exactly_as_sent(tm
     assert "matches the stored hash" in result.stderr and len(calls) == 1
 
 
-def test_an_upstream_output_record_rebuilds_with_the_upstream_pages_text(tmp_path: Path):
+def _two_pages_head_done(tmp_path: Path) -> Pipeline:
+    """A book of pages 1 → 2 whose page 1 succeeded."""
     write_book(tmp_path, "ny:alpha:1900", images=[1, 2], allow=[1, 2])
     settings = settings_for(tmp_path)
     pipeline = Pipeline(settings)
@@ -66,6 +67,11 @@ def test_an_upstream_output_record_rebuilds_with_the_upstream_pages_text(tmp_pat
     pipeline.store.claim("b0", pipeline.claim_items(requests), engine="local", model="m", owner="t")
     pipeline.ingest("b0", requests, [PageSuccess(key=head.key, result=_result(1))], engine="local",
                     pricing_mode="local")
+    return pipeline
+
+
+def test_an_upstream_output_record_rebuilds_with_the_upstream_pages_text(tmp_path: Path):
+    pipeline = _two_pages_head_done(tmp_path)
     second = pipeline.store.get("ny:alpha:1900:2")
     built, problems = build_page_requests([second], registry=pipeline.registry, prompt_name="page_ocr",
                                           prompt_version="v1.1", provider=UpstreamOutputContext(pipeline.store))
@@ -73,16 +79,8 @@ def test_an_upstream_output_record_rebuilds_with_the_upstream_pages_text(tmp_pat
 
 
 def test_an_unreadable_upstream_output_makes_the_record_unbuildable_not_the_batch(tmp_path: Path):
-    write_book(tmp_path, "ny:alpha:1900", images=[1, 2], allow=[1, 2])
-    settings = settings_for(tmp_path)
-    pipeline = Pipeline(settings)
-    build_plan(pipeline.store, settings.paths.images_root, settings.paths.allow_list_root)
-    head = pipeline.store.get("ny:alpha:1900:1")
-    requests, _ = pipeline.build_requests([head])
-    pipeline.store.claim("b0", pipeline.claim_items(requests), engine="local", model="m", owner="t")
-    pipeline.ingest("b0", requests, [PageSuccess(key=head.key, result=_result(1))], engine="local",
-                    pricing_mode="local")
-    Path(pipeline.store.get(head.key).output_path).write_text("{not json")
+    pipeline = _two_pages_head_done(tmp_path)
+    Path(pipeline.store.get("ny:alpha:1900:1").output_path).write_text("{not json")
     built, problems = pipeline.build_requests(pipeline.store.records())
     assert [r.key for r in built] == ["ny:alpha:1900:1"]
     assert [(rec.key, "is unreadable" in why) for rec, why in problems] == [("ny:alpha:1900:2", True)]
