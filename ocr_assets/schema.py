@@ -254,15 +254,26 @@ _WHY = {
 }
 
 
+# pydantic names the member of a union it tried (`catalog_year.int`): not part of the field's path.
+_UNION_TAG = re.compile(r"^(int|str|float|bool|none|constrained-\w+|(list|dict|function-\w+)\[.*\])$")
+
+
 def _describe(exc: ValidationError) -> tuple[str, str]:
     """(field, message) for the first error of a validation failure: `courses.2.course_name: missing`."""
     errors = exc.errors(include_url=False, include_input=False)
-    # A union (`int | str`) reports one error per member at the same place; the field is what matters.
-    first = errors[0]
-    loc = [str(part) for part in first["loc"] if not str(part).startswith(("int", "str", "list", "float", "function"))]
-    field = ".".join(loc) or "(top level)"
-    why = _WHY.get(first["type"]) or first["msg"].removeprefix("Value error, ")
-    more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
+
+    def path(error) -> str:
+        return ".".join(str(p) for p in error["loc"] if not _UNION_TAG.match(str(p))) or "(top level)"
+
+    field = path(errors[0])
+    here = [e for e in errors if path(e) == field]
+    if len(here) > 1:  # a union (`int | str`) reports one error per member it tried
+        tried = [str(e["loc"][-1]).removeprefix("constrained-") for e in here if _UNION_TAG.match(str(e["loc"][-1]))]
+        why = f"wrong type (expected {' or '.join(tried)})" if tried else _WHY.get(here[0]["type"], here[0]["msg"])
+    else:
+        why = _WHY.get(here[0]["type"]) or here[0]["msg"].removeprefix("Value error, ")
+    others = len({path(e) for e in errors} - {field})
+    more = f" (+{others} more)" if others else ""
     return field, f"schema_violation at {field}: {why}{more}"
 
 

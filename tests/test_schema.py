@@ -76,6 +76,7 @@ def test_an_answer_the_prompt_allows_is_accepted_and_normalised(case, text, chec
         ("topics as a string", json.dumps(answer(courses=[{"course_name": "A", "topics": "algebra"}])), "schema",
          "courses.0.topics"),
         ("courses as a string", json.dumps(answer(courses="none")), "schema", "courses"),
+        ("a catalog year as a list", json.dumps(answer(catalog_year=[1921])), "schema", "catalog_year"),
         ("a JSON array", "[1, 2]", "schema", "(top level)"),
         ("a JSON string", '"just text"', "schema", "(top level)"),
         ("broken JSON", '{"raw_ocr": {"text_blocks" []}}', "malformed_json", None),
@@ -150,3 +151,9 @@ def test_every_field_the_prompt_names_exists_in_the_response_schema(version):
         return found
 
     assert named - fields(response_json_schema()) == set()
+
+
+def test_a_wrong_type_in_a_union_field_names_the_types_it_may_have():
+    with pytest.raises(OutputParseError) as caught:
+        parse_page_result(json.dumps(answer(catalog_year=[1921])))
+    assert str(caught.value) == "schema_violation at catalog_year: wrong type (expected int or str)"
