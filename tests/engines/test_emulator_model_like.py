@@ -143,3 +143,15 @@ def test_real_time_calls_carry_the_schema_thinking_level_and_media_resolution(tm
     assert all(e.thinking == {"thinkingLevel": "LOW"} and e.media_resolution == "MEDIA_RESOLUTION_MEDIUM"
                for e in log)
     assert all(e.thoughts_tokens <= 256 for e in log)
+
+
+def test_a_low_media_resolution_bills_fewer_image_tokens(tmp_path, monkeypatch, gemini_emulator):
+    server = gemini_emulator()
+    billed = {}
+    for resolution in ("low", None):
+        root = tmp_path / str(resolution)
+        pipeline = _corpus_pipeline(root, monkeypatch, server, model__generation__media_resolution=resolution
+                                    if resolution else "null")
+        pipeline.run_sync(GeminiRealtimeEngine(pipeline.settings), limit=1)
+        billed[resolution] = pipeline.store.query("SELECT prompt_tokens FROM cost_ledger")[0]["prompt_tokens"]
+    assert billed[None] - billed["low"] == 258 - 64

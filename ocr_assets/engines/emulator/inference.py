@@ -28,6 +28,8 @@ from ocr_assets.engines.emulator.state import EmulatorState, Prepared
 from ocr_assets.engines.emulator.wire import ApiError, generate_response, status_object, usage_metadata
 
 RECORD_KEY_HEADER = "x-emulator-record-key"
+# Image tokens billed at an explicit mediaResolution (Gemini 2.x figures); unset = IMAGE_TOKENS.
+MEDIA_RESOLUTION_IMAGE_TOKENS = {"MEDIA_RESOLUTION_LOW": 64, "MEDIA_RESOLUTION_MEDIUM": 256}
 
 
 @dataclass
@@ -101,12 +103,14 @@ def shape(prepared: Prepared, answer: Answer | Exception | None, fault: str | No
         output_tokens, finish = estimate_output_tokens(text), "MAX_TOKENS"
     elif fault in ("safety", "recitation"):
         text, output_tokens, finish = None, 0, fault.upper()
-    usage = usage_metadata(answer.prompt_tokens, output_tokens, prepared.cached_tokens, prepared.image_count,
-                           IMAGE_TOKENS, thoughts_tokens=thoughts)
+    per_image = MEDIA_RESOLUTION_IMAGE_TOKENS.get(prepared.media_resolution or "", IMAGE_TOKENS)
+    prompt_tokens = answer.prompt_tokens + prepared.image_count * (per_image - IMAGE_TOKENS)
+    usage = usage_metadata(prompt_tokens, output_tokens, prepared.cached_tokens, prepared.image_count,
+                           per_image, thoughts_tokens=thoughts)
     response_id = hashlib.sha256(f"{key}:{attempt}:{faults.seed}".encode()).hexdigest()[:22]
     response = generate_response(text=text, finish_reason=finish, usage=usage, model=prepared.model,
                                  response_id=response_id)
-    return Outcome(key=key, outcome=outcome, fault=fault, response=response, prompt_tokens=answer.prompt_tokens,
+    return Outcome(key=key, outcome=outcome, fault=fault, response=response, prompt_tokens=prompt_tokens,
                    output_tokens=output_tokens + thoughts, cached_tokens=prepared.cached_tokens,
                    thoughts_tokens=thoughts, invalid_field=invalid)
 
