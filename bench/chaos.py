@@ -53,6 +53,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from ocr_assets.engines.emulator import EchoAnswerer, EmulatorConfig, EmulatorServer, FaultConfig  # noqa: E402
+from ocr_assets.engines.emulator.model_like import roman  # noqa: E402
 from ocr_assets.engines.emulator.wire import ApiError  # noqa: E402
 from ocr_assets.keys import RecordKey  # noqa: E402
 from ocr_assets.outputs import file_sha256, output_path, read_output  # noqa: E402
@@ -108,6 +109,8 @@ class ChaosConfig:
     })
     fail_batches: tuple[int, ...] = (3,)
     expire_batches: tuple[int, ...] = (5,)
+    # Answers varied like real model output (nulls, roman page labels, fences, thinking tokens, …).
+    model_like: bool = True
     # Endpoint-fault bursts: every `burst_every_s` (uniform) a `burst_s`-long burst at this rate.
     burst_every_s: tuple[float, float] = (3.0, 8.0)
     burst_s: tuple[float, float] = (0.5, 1.5)
@@ -225,7 +228,7 @@ def emulator_config(cfg: ChaosConfig) -> EmulatorConfig:
     faults = FaultConfig(seed=cfg.seed, shuffle_results=True, fail_batches=list(cfg.fail_batches),
                          expire_batches=list(cfg.expire_batches), **cfg.record_faults)
     return EmulatorConfig(batch_latency_s=cfg.batch_latency_s, inline_wait_s=1.0, faults=faults,
-                          max_active_batches=100)
+                          max_active_batches=100, model_like={"enabled": cfg.model_like})
 
 
 # -- the orchestrator process --------------------------------------------------------------------
@@ -538,7 +541,9 @@ def _output_problem(key: str, record, expected: Path) -> str | None:
     parsed = RecordKey.parse(key)
     book = parsed.book
     heading = result.raw_ocr.text_blocks[0].text if result.raw_ocr.text_blocks else ""
-    if result.page_info.page_number != parsed.page or result.school_name != book.school \
+    info = result.page_info  # a model-like answer may print the page number in roman numerals
+    page_ok = info.page_number == parsed.page or (info.page_number is None and info.page_label == roman(parsed.page))
+    if not page_ok or result.school_name != book.school \
             or str(result.catalog_year) != str(book.year) or f"({book.state})" not in heading:
         return f"echoed identity {heading!r} / page {result.page_info.page_number} is not this page"
     digest = hashlib.sha256(Path(record.image_path).read_bytes()).hexdigest()[:16]

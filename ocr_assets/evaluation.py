@@ -17,7 +17,7 @@ import re
 import unicodedata
 import uuid
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -268,10 +268,22 @@ def select_sample(nodes: Sequence[PlannedRecord], ground_truth_root: Path, size:
 # -- run -----------------------------------------------------------------------------------------
 
 
-def _version_settings(settings: Settings, version: str, folder: Path) -> Settings:
+def _version_settings(settings: Settings, version: str, folder: Path, generation: dict[str, Any] | None = None) -> Settings:
     paths = settings.paths.model_copy(update={"database": folder / "store.duckdb", "output_root": folder / "output"})
     prompt = settings.prompt.model_copy(update={"version": version})
-    return settings.model_copy(update={"paths": paths, "prompt": prompt})
+    model = settings.model
+    if generation:  # re-validated; a budget given here replaces a configured level (and vice versa)
+        merged = {**model.generation.model_dump(), **generation}
+        for given, other in (("thinking_budget", "thinking_level"), ("thinking_level", "thinking_budget")):
+            if given in generation and other not in generation:
+                merged[other] = None
+        model = type(model).model_validate({**model.model_dump(), "generation": merged})
+    return settings.model_copy(update={"paths": paths, "prompt": prompt, "model": model})
+
+
+def variant_label(version: str, generation: dict[str, Any]) -> str:
+    """`v1.1` or `v1.1 thinking_budget=0 media_resolution=low`: one evaluated setting."""
+    return " ".join([version, *(f"{k}={v}" for k, v in generation.items())])
 
 
 def _model_name(settings: Settings, engine: SyncEngine) -> str:
@@ -307,11 +319,14 @@ def run_eval(
     store: RecordStore | None = None,
     tracker: Tracker | None = None,
     work_dir: Path | None = None,
+    generations: Sequence[dict[str, Any]] = ({},),
+    engine_for: Callable[[Settings], SyncEngine] | None = None,
 ) -> EvalReport:
-    """Run `sample` ground-truth pages (all when None) under each prompt version and score them.
+    """Run `sample` ground-truth pages (all when None) under each prompt version × generation setting
+    (e.g. `{"thinking_budget": 0}`; `engine_for` builds the engine for each setting) and score them.
 
     Results are saved to the main store's `eval_runs` / `eval_pages` tables (its records untouched)
-    and, when the tracker is Braintrust, as one experiment per version.
+    and, when the tracker is Braintrust, as one experiment per version and setting.
     """
     if not prompt_versions:
         raise EvalError("name at least one prompt version")
@@ -337,26 +352,28 @@ def run_eval(
     model = _model_name(settings, engine)
     summaries: list[VersionSummary] = []
     pages: list[PageScore] = []
-    for version in prompt_versions:
-        folder = root / _safe(version)
-        version_settings = _version_settings(settings, version, folder)
+    for version, generation in [(v, g) for v in prompt_versions for g in generations]:
+        label = variant_label(version, generation)
+        folder = root / _safe(label)
+        version_settings = _version_settings(settings, version, folder, generation)
+        variant_engine = engine_for(version_settings) if engine_for and generation else engine
         version_store = RecordStore(version_settings.paths.database, max_attempts=settings.execution.max_attempts)
         version_store.add_planned(nodes)
         pipeline = Pipeline(version_settings, version_store, tracker=NullTracker(), registry=registry)
-        pipeline.run_sync(engine, prompt_version=version)
+        pipeline.run_sync(variant_engine, prompt_version=version)
         scored: list[PageScore] = []
         outputs: dict[str, OcrPageResult | None] = {}
         records = version_store.get_many([n.key for n in nodes])
         for node in nodes:
-            score, outputs[node.key] = _score(version, records[node.key], truths[node.key])
+            score, outputs[node.key] = _score(label, records[node.key], truths[node.key])
             scored.append(score)
-        summary = summarise(version, scored)
+        summary = summarise(label, scored)
         if hasattr(tracker, "log_experiment"):
             summary.experiment = tracker.log_experiment(  # type: ignore[attr-defined]
-                f"{settings.prompt.name} {version} {run_id}",
+                f"{settings.prompt.name} {label} {run_id}",
                 [_experiment_row(s, outputs[s.key], truths[s.key], engine.name, model) for s in scored],
                 metadata={"run_id": run_id, "prompt_version": version, "engine": engine.name, "model": model,
-                          "pages": len(scored)},
+                          "pages": len(scored), "generation": version_settings.model.generation.model_dump()},
             )
         summaries.append(summary)
         pages.extend(scored)

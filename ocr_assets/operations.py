@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import re
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -18,8 +19,10 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from ocr_assets.engines.base import PromptIdentity
-from ocr_assets.outputs import atomic_write_text, read_output
-from ocr_assets.prompts import PromptError, PromptRegistry, page_variables, upstream_context, vars_hash
+from ocr_assets.outputs import atomic_write_text
+from ocr_assets.page_requests import UPSTREAM_OUTPUT, UpstreamOutputContext, build_page_requests
+from ocr_assets.prompts import PromptError, PromptRegistry
+from ocr_assets.settings import Settings
 from ocr_assets.store import RecordRow, RecordStatus, RecordStore
 
 
@@ -282,6 +285,14 @@ def batch_records_table(store: RecordStore, batch_id: str) -> list[dict[str, Any
 # -- prompt reconstruction -----------------------------------------------------------------------
 
 
+def _logged_context_source(generation_config: str | None) -> str | None:
+    try:
+        value = json.loads(generation_config) if generation_config else None
+    except ValueError:
+        return None
+    return value.get("context_source") if isinstance(value, dict) else None
+
+
 class PromptReconstruction(BaseModel):
     """A record's prompt rebuilt from its stored identity, with the checks that it is the one sent."""
 
@@ -301,60 +312,59 @@ class PromptReconstruction(BaseModel):
         return self.problem is None
 
 
-def reconstruct_prompt(
-    store: RecordStore, registry: PromptRegistry, key: str, *, default_name: str, default_version: str
-) -> PromptReconstruction:
-    """Rebuild a record's variables from the record and its upstream output, check their hash against
-    the stored `vars_hash`, and render the stored version. Raises `OperationsError` when the record
-    is unknown or its upstream output cannot be read."""
+def reconstruct_prompt(settings: Settings, store: RecordStore, registry: PromptRegistry, key: str) -> PromptReconstruction:
+    """Rebuild a record's request with the one request builder (`page_requests`), from the record, its
+    stored prompt version and the context source it ran with (logged with its generation settings),
+    and check the variables' hash against the stored `vars_hash`. Raises `OperationsError` when the
+    record is unknown or its context cannot be rebuilt."""
+    from ocr_assets.engines.gemini.context import provider_for  # the local OCR context loads lazily
+
     record = store.get(key)
     if record is None:
         raise OperationsError(f"no record {key!r} in {store.path}")
-    context = None
-    if record.upstream_key:
-        upstream = store.get(record.upstream_key)
-        if upstream is not None and upstream.output_path:
-            try:
-                context = upstream_context(read_output(Path(upstream.output_path)))
-            except (OSError, ValueError) as exc:
-                raise OperationsError(
-                    f"upstream output of {record.upstream_key} ({upstream.output_path}) is unreadable: {exc}"
-                ) from None
-    variables = page_variables(
-        state=record.state, school=record.school, year=record.year, page=record.page, previous_context=context,
-    )
     sent = bool(record.prompt_version and record.prompt_vars_hash)
-    name = record.prompt_name or default_name
-    version = record.prompt_version or default_version
+    name = record.prompt_name or settings.prompt.name
+    version = record.prompt_version or settings.prompt.version
+    logged = store.last_logged_prompt(key, version, record.prompt_vars_hash) if sent else None
+    source = _logged_context_source(logged["generation_config"] if logged else None) or settings.gemini.context_source
+    provider = provider_for(settings.model_copy(update={"gemini": settings.gemini.model_copy(
+        update={"context_source": source})}), store)
     try:
-        rendered = registry.render(name, version, variables)
+        requests, problems = build_page_requests(
+            [record], registry=registry, prompt_name=name, prompt_version=version,
+            provider=provider or UpstreamOutputContext(store),
+        )
     except PromptError as exc:
         raise OperationsError(str(exc)) from None
-    result = PromptReconstruction(key=key, text=rendered.text, identity=rendered.identity, sent=sent)
+    if problems:
+        raise OperationsError(problems[0][1])
+    rebuilt = requests[0]
+    result = PromptReconstruction(key=key, text=rebuilt.prompt, identity=rebuilt.prompt_identity, sent=sent)
     if not sent:
         return result
     result.stored_vars_hash = record.prompt_vars_hash
-    result.vars_hash_matches = vars_hash(variables) == record.prompt_vars_hash
-    logged = store.last_logged_prompt(key, version, record.prompt_vars_hash)
+    result.vars_hash_matches = rebuilt.prompt_identity.vars_hash == record.prompt_vars_hash
     if logged:
         result.logged_template_hash = logged["prompt_template_hash"]
         if result.logged_template_hash:
-            result.template_matches = result.logged_template_hash == rendered.identity.template_hash
+            result.template_matches = result.logged_template_hash == rebuilt.prompt_identity.template_hash
         if logged["rendered_prompt"] is not None:
-            result.logged_prompt_matches = logged["rendered_prompt"] == rendered.text
+            result.logged_prompt_matches = logged["rendered_prompt"] == rebuilt.prompt
+    rendered = rebuilt.prompt_identity
     problems = []
     if not result.vars_hash_matches:
         why = (
-            f"its upstream {record.upstream_key} output changed after this record ran"
+            f"its upstream {record.upstream_key} "
+            f"{'output' if source == UPSTREAM_OUTPUT else f'{source} context'} changed after this record ran"
             if record.upstream_key else "the variables' definition changed after this record ran"
         )
         problems.append(
-            f"rebuilt variables hash {vars_hash(variables)} but the record was sent with "
+            f"rebuilt variables hash {rendered.vars_hash} but the record was sent with "
             f"{record.prompt_vars_hash} ({why})"
         )
     if result.template_matches is False:
         problems.append(
-            f"template {name}/{version} is now {rendered.identity.template_hash} but the record was sent with "
+            f"template {name}/{version} is now {rendered.template_hash} but the record was sent with "
             f"{result.logged_template_hash} (the template file was edited)"
         )
     if problems:

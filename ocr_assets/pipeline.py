@@ -29,9 +29,10 @@ from ocr_assets.engines.base import (
     PromptIdentity,
     SyncEngine,
 )
-from ocr_assets.outputs import read_output, write_outputs
+from ocr_assets.outputs import write_outputs
+from ocr_assets.page_requests import ContextProvider, UpstreamOutputContext, build_page_requests, placeholder_request
 from ocr_assets.pricing import cost, realtime_cost
-from ocr_assets.prompts import PromptRegistry, page_variables, upstream_context
+from ocr_assets.prompts import PromptRegistry
 from ocr_assets.schema import ErrorClass
 from ocr_assets.settings import Settings
 from ocr_assets.store import (
@@ -114,40 +115,17 @@ class Pipeline:
 
     # -- requests --------------------------------------------------------------------------
 
-    def previous_context(self, record: RecordRow, upstream: RecordRow | None) -> dict | None:
-        if record.upstream_key is None or upstream is None or not upstream.output_path:
-            return None
-        return upstream_context(read_output(Path(upstream.output_path)))
-
     def build_requests(
-        self, records: Sequence[RecordRow], *, prompt_version: str | None = None
+        self, records: Sequence[RecordRow], *, prompt_version: str | None = None,
+        provider: ContextProvider | None = None,
     ) -> tuple[list[PageRequest], list[tuple[RecordRow, str]]]:
-        """Render each record's prompt with its upstream context; returns (requests, unbuildable)."""
-        prompt = self.settings.prompt
-        version = prompt_version or prompt.version
-        self.registry.check(prompt.name, version)
-        upstreams = self.store.get_many([r.upstream_key for r in records if r.upstream_key])
-        requests: list[PageRequest] = []
-        problems: list[tuple[RecordRow, str]] = []
-        for record in records:
-            try:
-                context = self.previous_context(record, upstreams.get(record.upstream_key or ""))
-            except (OSError, ValueError) as exc:
-                problems.append((record, f"upstream output of {record.upstream_key} is unreadable: {exc}"))
-                continue
-            variables = page_variables(
-                state=record.state, school=record.school, year=record.year, page=record.page,
-                previous_context=context,
-            )
-            rendered = self.registry.render(prompt.name, version, variables)
-            requests.append(
-                PageRequest(
-                    key=record.key, book=record.book, page=record.page, image_path=Path(record.image_path),
-                    prompt=rendered.text, prompt_identity=rendered.identity, upstream_key=record.upstream_key,
-                    previous_context=context, attempt=record.attempts + 1,
-                )
-            )
-        return requests, problems
+        """Each record's request (`page_requests.build_page_requests`); context from `provider`, by
+        default the upstream page's output. Returns (requests, unbuildable)."""
+        return build_page_requests(
+            records, registry=self.registry, prompt_name=self.settings.prompt.name,
+            prompt_version=prompt_version or self.settings.prompt.version,
+            provider=provider or UpstreamOutputContext(self.store),
+        )
 
     @staticmethod
     def claim_items(requests: Sequence[PageRequest]) -> list[ClaimItem]:
@@ -208,7 +186,8 @@ class Pipeline:
                 rendered_prompt=request.prompt if request else None,
                 prompt_template_hash=(request.prompt_identity.template_hash or None) if request else None,
                 previous_context=request.previous_context if request else None,
-                generation_config=generation,
+                # The context source is a prompt variable: logged so `prompt show` rebuilds the same context.
+                generation_config={**generation, "context_source": request.context_source} if request else generation,
             )
             if isinstance(outcome, PageSuccess):
                 output = written[key]  # rendered once: the logged JSON is the text on disk
@@ -275,11 +254,9 @@ class Pipeline:
         requests, problems = self.build_requests(records, prompt_version=prompt_version)
         batch_id = f"{engine.name}-{uuid.uuid4().hex[:12]}"
         claimable = requests + [
-            PageRequest(key=rec.key, book=rec.book, page=rec.page, image_path=Path(rec.image_path), prompt="",
-                        prompt_identity=PromptIdentity(name=self.settings.prompt.name,
-                                                       version=prompt_version or self.settings.prompt.version,
-                                                       vars_hash=""),
-                        attempt=rec.attempts + 1)
+            placeholder_request(rec, PromptIdentity(name=self.settings.prompt.name,
+                                                    version=prompt_version or self.settings.prompt.version,
+                                                    vars_hash=""), attempt=rec.attempts + 1)
             for rec, _ in problems
         ]
         claimed = set(

@@ -89,6 +89,21 @@ class GenerationSettings(_Section):
     temperature: float = Field(0.1, ge=0, le=2)
     max_output_tokens: int = Field(8192, ge=1, le=65536)
     response_mime_type: Literal["application/json", "text/plain"] = "application/json"
+    # Thinking tokens are billed as output and transcription needs almost none. Gemini 2.5 takes a
+    # token budget (0 = off on Flash; -1 = the model decides), Gemini 3 a level. A request may carry
+    # only one of them (the API answers 400): setting `thinking_level` drops the default budget.
+    thinking_budget: int | None = Field(0, ge=-1, le=32768)
+    thinking_level: Literal["minimal", "low", "medium", "high"] | None = None
+    # Image tokens per page image; None = the model's default (the most tokens).
+    media_resolution: Literal["low", "medium", "high"] | None = None
+
+    @model_validator(mode="after")
+    def _one_thinking_setting(self) -> "GenerationSettings":
+        if self.thinking_level is not None and self.thinking_budget is not None:
+            if "thinking_budget" in self.model_fields_set:
+                raise ValueError("set thinking_budget or thinking_level, not both (a request with both is a 400)")
+            self.thinking_budget = None
+        return self
 
 
 class ModelSettings(_Section):
@@ -99,6 +114,13 @@ class ModelSettings(_Section):
     output_price_per_mtok: float = Field(2.50, ge=0)
     cached_input_price_per_mtok: float = Field(0.03, ge=0)
     batch_discount: float = Field(0.5, gt=0, le=1)
+
+    @model_validator(mode="after")
+    def _thinking_fits_the_model(self) -> "ModelSettings":
+        if self.generation.thinking_budget == 0 and "-pro" in self.name:
+            raise ValueError(f"generation.thinking_budget 0 turns thinking off, which {self.name} does not "
+                             "allow (its minimum is 128; -1 lets the model decide)")
+        return self
 
 
 class PromptSettings(_Section):
@@ -131,7 +153,10 @@ class GeminiSettings(_Section):
     archive_dir: Path | None = None
     # Where a page's upstream context comes from: the upstream page's output (pages wait for it) or
     # a fast local OCR pass over the upstream image (every page of a book is runnable at once).
-    context_source: Literal["upstream_output", "local_ocr"] = "upstream_output"
+    # `upstream_image`: the upstream page's image itself, downscaled to `context_image_side` pixels
+    # (a prompt version that knows it, v1.2+), beside the page's own: no local pass, no wait.
+    context_source: Literal["upstream_output", "local_ocr", "upstream_image"] = "upstream_output"
+    context_image_side: int = Field(384, ge=64, le=3072)
     # Real-time / flex calls: per-call timeout and transport retries (tenacity) before a record fails.
     request_timeout_s: float = Field(600.0, gt=0)
     transport_retries: int = Field(4, ge=1, le=20)

@@ -222,3 +222,8 @@ def test_eval_command_compares_versions_on_ground_truth_pages(tmp_path: Path, mo
     assert stored == [{"version": "v1", "pages": 2}, {"version": "v1.1", "pages": 2}]
     unknown = runner.invoke(app, ["eval", "--prompt", "v9", "--config", str(config)])
     assert unknown.exit_code == 1 and "v9.jinja not found" in unknown.output
+    budgets = runner.invoke(app, ["eval", "--prompt", "v1.1", "--sample", "0", "--thinking-budget", "0",
+                                  "--thinking-budget", "256", "--engine", "gemini-realtime", "--config", str(config)])
+    assert budgets.exit_code == 0, budgets.output
+    assert "v1.1 thinking_budget=0" in budgets.output and "v1.1 thinking_budget=256" in budgets.output
+    assert "tokens/page in/out" in budgets.output and "cost/page usd" in budgets.output

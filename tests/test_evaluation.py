@@ -26,6 +26,7 @@ from ocr_assets.prompts import PromptError
 from ocr_assets.schema import OcrPageResult, RawOcr, TextBlock
 from ocr_assets.tracking import BraintrustTracker, NullTracker
 from tests.fixtures.braintrust_capture import braintrust_capture
+from ocr_assets.engines.emulator.testing import gemini_emulator  # noqa: F401 - pytest fixture
 from tests.fixtures.corpus import settings_for, write_book
 
 # -- character error rate -------------------------------------------------------------------------------
@@ -301,3 +302,30 @@ def test_run_eval_refuses_unknown_versions_and_missing_ground_truth_before_any_i
     with pytest.raises(EvalError, match="has ground truth"):
         run_eval(settings_for(tmp_path, paths__ground_truth_root=empty), ["v1"], engine, tracker=NullTracker())
     assert engine.seen == []
+
+
+def test_run_eval_reports_tokens_and_cost_per_page_for_each_thinking_budget(tmp_path: Path, monkeypatch,
+                                                                           gemini_emulator) -> None:
+    from ocr_assets.engines.gemini.realtime import GeminiRealtimeEngine
+
+    server = gemini_emulator(model_like={"enabled": True})
+    monkeypatch.setenv("GEMINI_API_KEY", "test-key")
+    _corpus(tmp_path)
+    settings = settings_for(tmp_path, gemini__base_url=server.url, gemini__retry_initial_wait_s=0)
+    built: list[int | None] = []
+
+    def engine_for(variant):
+        built.append(variant.model.generation.thinking_budget)
+        return GeminiRealtimeEngine(variant)
+
+    report = run_eval(settings, ["v1.2"], GeminiRealtimeEngine(settings), None, tracker=NullTracker(),
+                      generations=[{"thinking_budget": 0}, {"thinking_budget": 1024}], engine_for=engine_for)
+    assert built == [0, 1024]
+    off, on = report.versions
+    assert (off.version, on.version) == ("v1.2 thinking_budget=0", "v1.2 thinking_budget=1024")
+    assert off.schema_valid_rate == on.schema_valid_rate == 1.0  # model-like answers all accepted
+    assert off.prompt_tokens_per_page == on.prompt_tokens_per_page
+    # Thinking is billed as output: the budget shows in output tokens and cost per page.
+    assert on.output_tokens_per_page > off.output_tokens_per_page and on.cost_per_page > off.cost_per_page
+    budgets = {e.thinking.get("thinkingBudget") for e in server.state.request_log}
+    assert budgets == {0, 1024}

@@ -245,8 +245,7 @@ def test_batch_records_table_lists_each_records_outcome_error_and_attempt(scenar
 
 
 def _reconstruct(pipeline, key: str, registry: PromptRegistry | None = None) -> ops.PromptReconstruction:
-    return ops.reconstruct_prompt(pipeline.store, registry or pipeline.registry, key,
-                                  default_name="page_ocr", default_version="v1.1")
+    return ops.reconstruct_prompt(pipeline.settings, pipeline.store, registry or pipeline.registry, key)
 
 
 def test_a_records_prompt_is_rebuilt_exactly_as_the_engine_received_it(scenario) -> None:

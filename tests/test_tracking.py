@@ -98,7 +98,7 @@ def test_one_span_per_inference_carries_input_output_metadata_metrics_and_errors
                        "template_hash": template_hash},
             "rendered_prompt": request.prompt,
             "previous_context": None,
-            "generation_config": settings.model.generation.model_dump(),
+            "generation_config": {**settings.model.generation.model_dump(), "context_source": "upstream_output"},
         }
         assert row["metadata"] == {
             "key": key, "batch_id": batch_id, "engine": "scripted", "model": "scripted-model", "book": BOOK,

@@ -269,8 +269,7 @@ def prompt_show(
     settings = get_settings(config)
     registry = PromptRegistry(settings.prompt.registry_dir)
     with friendly_errors(ops.OperationsError, PromptError):
-        rebuilt = ops.reconstruct_prompt(open_store(settings), registry, key, default_name=settings.prompt.name,
-                                         default_version=settings.prompt.version)
+        rebuilt = ops.reconstruct_prompt(settings, open_store(settings), registry, key)
     ident = rebuilt.identity
     if not rebuilt.sent:
         err_console.print(f"{escape(key)} has not been sent yet; this is the prompt it would get now "
@@ -295,8 +294,13 @@ def eval_prompts(
     ] = None,
     sample: Annotated[int | None, typer.Option("--sample", min=0, help="Pages with ground truth to run (0 = all).")] = 20,
     pages: Annotated[bool, typer.Option("--pages", help="Also print a per-page table for each version.")] = False,
+    thinking_budget: Annotated[list[int] | None, typer.Option(
+        "--thinking-budget", help="A thinking budget to evaluate (repeat to compare; default: the settings').")] = None,
+    media_resolution: Annotated[list[str] | None, typer.Option(
+        "--media-resolution", help="low | medium | high (repeat to compare; default: the settings').")] = None,
 ) -> None:
-    """Compare prompt versions on ground-truth pages: CER, course P/R/F1, schema-valid rate, tokens, cost."""
+    """Compare prompt versions and generation settings on ground-truth pages: CER, course P/R/F1,
+    schema-valid rate, tokens and cost per page."""
     from ocr_assets.engines.factory import EngineUnavailable, make_sync_engine
     from ocr_assets.evaluation import EvalError, run_eval
 
@@ -308,11 +312,18 @@ def eval_prompts(
     if settings.engine == "local" and len(set(prompt)) > 1:
         err_console.print("[yellow]note:[/yellow] the local engine ignores the prompt: versions can differ only "
                           "under a Gemini engine")
-    with friendly_errors(EvalError, PromptError), console.status("evaluating…"):
-        report = run_eval(settings, prompt, runner, sample or None)
+    budgets: list[dict] = [{"thinking_budget": b} for b in thinking_budget or []] or [{}]
+    resolutions: list[dict] = [{"media_resolution": m} for m in media_resolution or []] or [{}]
+    generations = [{**b, **m} for b in budgets for m in resolutions]
+    gen = settings.model.generation
+    with friendly_errors(EvalError, PromptError, ValueError), console.status("evaluating…"):
+        report = run_eval(settings, prompt, runner, sample or None, generations=generations,
+                          engine_for=make_sync_engine)
     console.print(_table(
-        f"eval {report.run_id}: {len(report.sample)} pages, engine {report.engine}, model {report.model}",
-        ["prompt", "pages", "schema valid", "CER", "mean page CER", "course P", "course R", "course F1",
+        f"eval {report.run_id}: {len(report.sample)} pages, engine {report.engine}, model {report.model}; "
+        f"configured thinking budget {gen.thinking_budget}, level {gen.thinking_level}, media resolution "
+        f"{gen.media_resolution or 'default'}",
+        ["prompt / setting", "pages", "schema valid", "CER", "mean page CER", "course P", "course R", "course F1",
          "attempts", "tokens/page in/out", "cost/page usd", "failures", "experiment"],
         [(v.version, v.pages, f"{v.schema_valid_rate:.1%}", f"{v.cer:.4f}", f"{v.mean_page_cer:.4f}",
           f"{v.course_precision:.3f}", f"{v.course_recall:.3f}", f"{v.course_f1:.3f}", v.attempts,

@@ -31,6 +31,10 @@ class PageRequest(BaseModel):
     upstream_key: str | None = None
     # Context carried from the upstream page (text tail + last courses) as the prompt saw it.
     previous_context: dict | None = None
+    # Where the context came from (`gemini.context_source`); recorded with the generation settings.
+    context_source: str = "upstream_output"
+    # `upstream_image`: the upstream page's image, sent (downscaled) after the page's own.
+    context_image_path: Path | None = None
     attempt: int = 1
 
 

@@ -62,10 +62,11 @@ class LogsMixin(StoreBase):
             return dict_rows(con.execute(sql + " ORDER BY id", params))
 
     def last_logged_prompt(self, key: str, version: str, vars_hash: str) -> dict[str, Any] | None:
-        """The rendered prompt and template hash last logged for the record with that prompt identity."""
+        """The rendered prompt, template hash and generation settings (with the context source) last
+        logged for the record with that prompt identity."""
         with self.connect() as con:
             rows = dict_rows(con.execute(
-                """SELECT rendered_prompt, prompt_template_hash FROM inference_log
+                """SELECT rendered_prompt, prompt_template_hash, generation_config FROM inference_log
                    WHERE key = ? AND prompt_version = ? AND prompt_vars_hash = ? ORDER BY id DESC LIMIT 1""",
                 [key, version, vars_hash]))
         return rows[0] if rows else None

@@ -56,6 +56,8 @@ class AnswerRequest:
     model: str
     images: tuple[Image, ...] = ()
     max_output_tokens: int | None = None
+    # The request's `responseJsonSchema` (or `responseSchema`), which model-like answers honour.
+    response_schema: dict | None = field(default=None, hash=False, compare=False)
 
 
 @dataclass

@@ -270,12 +270,13 @@ class BatchQueue:
                 answers = iter(answer_all(state.answerer, [p[1].request for p in answerable]))
             for request, prepared, attempt, fault in pending:
                 answer = None if fault in ERROR_FAULT_CODES else next(answers)
-                outcome = shape(prepared, answer, fault, faults, attempt)
+                outcome = shape(prepared, answer, fault, faults, attempt, state.config.model_like)
                 outcomes.append(outcome)
                 entries.append(state.log_request(
                     prepared, key=request.log_key, batch=batch.name, attempt=attempt, outcome=outcome.outcome,
                     delivered=None, model=prepared.model, prompt_tokens=outcome.prompt_tokens,
                     output_tokens=outcome.output_tokens, cached_tokens=outcome.cached_tokens,
+                    thoughts_tokens=outcome.thoughts_tokens, invalid_field=outcome.invalid_field,
                 ))
             pending.clear()
 

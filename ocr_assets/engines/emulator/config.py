@@ -132,6 +132,24 @@ class FaultConfig(_Config):
         )
 
 
+class ModelLikeConfig(_Config):
+    """Answers that vary the way real model output varies (`engines/emulator/model_like.py`), each
+    drawn per (seed, record key, attempt). Every variant but `invalid` is valid content the client
+    must accept; `invalid` answers break the page contract on purpose (the client must reject them
+    naming the field). Thinking tokens follow the request's thinking config."""
+
+    enabled: bool = False
+    null_rate: Probability = Field(0.5, ge=0, le=1, description="empty lists and absent strings sent as null")
+    omit_rate: Probability = Field(0.3, ge=0, le=1, description="optional fields left out")
+    roman_rate: Probability = Field(0.2, ge=0, le=1, description="page label printed in roman numerals")
+    fence_rate: Probability = Field(0.2, ge=0, le=1, description="JSON inside a ```json fence")
+    prose_rate: Probability = Field(0.1, ge=0, le=1, description="a sentence before and after the JSON")
+    extra_key_rate: Probability = Field(0.2, ge=0, le=1, description="unknown keys the schema does not name")
+    invalid_rate: Probability = Field(0.0, ge=0, le=1, description="a course without a name, no courses, …")
+    # Thinking tokens a page "needs" when the request lets the model decide (no budget, or -1).
+    natural_thinking_tokens: int = Field(900, ge=0)
+
+
 class EmulatorConfig(_Config):
     """How the emulated Gemini API behaves: timings, limits, token estimates and faults."""
 
@@ -161,6 +179,7 @@ class EmulatorConfig(_Config):
     api_keys: list[SecretStr] | None = Field(None, exclude=True)
 
     faults: FaultConfig = Field(default_factory=FaultConfig)
+    model_like: ModelLikeConfig = Field(default_factory=ModelLikeConfig)
 
     def merged(self, patch: dict[str, Any]) -> "EmulatorConfig":
         """This config with `patch` (a partial, nested dict) applied and re-validated; keys stay as they are."""

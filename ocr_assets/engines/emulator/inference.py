@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from ocr_assets.engines.emulator import faults as fault_rules
+from ocr_assets.engines.emulator import model_like as model_like_rules
 from ocr_assets.engines.emulator.answers import (
     CHARS_PER_TOKEN,
     IMAGE_TOKENS,
@@ -22,11 +23,13 @@ from ocr_assets.engines.emulator.answers import (
     estimate_prompt_tokens,
     parse_page_identity,
 )
-from ocr_assets.engines.emulator.config import ERROR_FAULT_CODES, FaultConfig
+from ocr_assets.engines.emulator.config import ERROR_FAULT_CODES, FaultConfig, ModelLikeConfig
 from ocr_assets.engines.emulator.state import EmulatorState, Prepared
 from ocr_assets.engines.emulator.wire import ApiError, generate_response, status_object, usage_metadata
 
 RECORD_KEY_HEADER = "x-emulator-record-key"
+# Image tokens billed at an explicit mediaResolution (Gemini 2.x figures); unset = IMAGE_TOKENS.
+MEDIA_RESOLUTION_IMAGE_TOKENS = {"MEDIA_RESOLUTION_LOW": 64, "MEDIA_RESOLUTION_MEDIUM": 256}
 
 
 @dataclass
@@ -39,8 +42,10 @@ class Outcome:
     response: dict[str, Any] | None = None
     error: dict[str, Any] | None = None
     prompt_tokens: int = 0
-    output_tokens: int = 0
+    output_tokens: int = 0  # answer + thinking, as billed
     cached_tokens: int = 0
+    thoughts_tokens: int = 0
+    invalid_field: str | None = None
 
 
 _ERROR_MESSAGES = {
@@ -59,8 +64,9 @@ def _break_json(text: str) -> str:
 
 
 def shape(prepared: Prepared, answer: Answer | Exception | None, fault: str | None, faults: FaultConfig,
-          attempt: int) -> Outcome:
-    """The caller-visible result of one attempt: `answer` is None when a fault pre-empted inference."""
+          attempt: int, model_like: ModelLikeConfig | None = None) -> Outcome:
+    """The caller-visible result of one attempt: `answer` is None when a fault pre-empted inference;
+    with `model_like` enabled the answer is varied like real model output and bills thinking tokens."""
     key = prepared.key
     estimated_prompt = estimate_prompt_tokens(prepared.request.prompt, prepared.image_count)
     if fault in ERROR_FAULT_CODES:
@@ -76,10 +82,19 @@ def shape(prepared: Prepared, answer: Answer | Exception | None, fault: str | No
     output_tokens = answer.output_tokens
     finish = "STOP"
     outcome = fault or "ok"
+    thoughts, invalid = 0, None
+    if model_like is not None and model_like.enabled:
+        varied = model_like_rules.vary(text, model_like, faults.seed, key, attempt, prepared.request.response_schema)
+        text, invalid = varied.text, varied.invalid_field
+        output_tokens = estimate_output_tokens(text)
+        thoughts = model_like_rules.thinking_tokens(model_like, faults.seed, key, attempt, prepared.thinking)
+        if invalid and not fault:
+            outcome = "invalid_answer"
     limit = prepared.request.max_output_tokens
-    if limit and output_tokens > limit:
-        text = text[: int(limit * CHARS_PER_TOKEN)]
-        output_tokens, finish = limit, "MAX_TOKENS"
+    if limit and output_tokens + thoughts > limit:  # thinking counts against the output limit
+        room = max(0, limit - thoughts)
+        text = text[: int(room * CHARS_PER_TOKEN)]
+        output_tokens, finish = room, "MAX_TOKENS"
         outcome = fault or "max_tokens"
     if fault == "malformed_json":
         text = _break_json(text)
@@ -88,13 +103,16 @@ def shape(prepared: Prepared, answer: Answer | Exception | None, fault: str | No
         output_tokens, finish = estimate_output_tokens(text), "MAX_TOKENS"
     elif fault in ("safety", "recitation"):
         text, output_tokens, finish = None, 0, fault.upper()
-    usage = usage_metadata(answer.prompt_tokens, output_tokens, prepared.cached_tokens, prepared.image_count,
-                           IMAGE_TOKENS)
+    per_image = MEDIA_RESOLUTION_IMAGE_TOKENS.get(prepared.media_resolution or "", IMAGE_TOKENS)
+    prompt_tokens = answer.prompt_tokens + prepared.image_count * (per_image - IMAGE_TOKENS)
+    usage = usage_metadata(prompt_tokens, output_tokens, prepared.cached_tokens, prepared.image_count,
+                           per_image, thoughts_tokens=thoughts)
     response_id = hashlib.sha256(f"{key}:{attempt}:{faults.seed}".encode()).hexdigest()[:22]
     response = generate_response(text=text, finish_reason=finish, usage=usage, model=prepared.model,
                                  response_id=response_id)
-    return Outcome(key=key, outcome=outcome, fault=fault, response=response, prompt_tokens=answer.prompt_tokens,
-                   output_tokens=output_tokens, cached_tokens=prepared.cached_tokens)
+    return Outcome(key=key, outcome=outcome, fault=fault, response=response, prompt_tokens=prompt_tokens,
+                   output_tokens=output_tokens + thoughts, cached_tokens=prepared.cached_tokens,
+                   thoughts_tokens=thoughts, invalid_field=invalid)
 
 
 def realtime_key(body: dict[str, Any], header_key: str | None, prepared_prompt: str) -> str:
@@ -123,10 +141,11 @@ def generate_content(state: EmulatorState, owner: str, model: str, body: dict[st
             answer = answer_all(state.answerer, [prepared.request])[0]
     if config.realtime_latency_s:
         time.sleep(config.realtime_latency_s)
-    result = shape(prepared, answer, fault, config.faults, attempt)
+    result = shape(prepared, answer, fault, config.faults, attempt, config.model_like)
     state.log_request(prepared, key=key, batch="realtime", attempt=attempt, outcome=result.outcome, delivered=True,
                       model=prepared.model, prompt_tokens=result.prompt_tokens,
-                      output_tokens=result.output_tokens, cached_tokens=result.cached_tokens)
+                      output_tokens=result.output_tokens, cached_tokens=result.cached_tokens,
+                      thoughts_tokens=result.thoughts_tokens, invalid_field=result.invalid_field)
     if result.error is not None:
         raise ApiError(result.error["code"], result.error["message"], result.error["status"])
     return result.response or {}

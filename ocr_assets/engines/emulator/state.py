@@ -17,8 +17,6 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import BaseModel
-
 from ocr_assets.engines.emulator import faults as fault_rules
 from ocr_assets.engines.emulator.answers import (
     AnswerRequest,
@@ -28,6 +26,7 @@ from ocr_assets.engines.emulator.answers import (
     estimate_prompt_tokens,
 )
 from ocr_assets.engines.emulator.config import EmulatorConfig
+from ocr_assets.engines.emulator.records import CLEAN_OUTCOMES, BatchEvent, Prepared, RequestLogEntry
 from ocr_assets.engines.emulator.wire import (
     ApiError,
     ImageRef,
@@ -38,7 +37,6 @@ from ocr_assets.engines.emulator.wire import (
     rfc3339,
 )
 
-CLEAN_OUTCOMES = frozenset({"ok", "duplicate_line", "unknown_key"})
 _ID_PATTERN = re.compile(r"[a-z0-9][a-z0-9-]{0,39}")
 
 
@@ -46,46 +44,6 @@ def new_id(length: int = 16) -> str:
     """Lowercase alphanumeric ids: the SDK's `t_file_name` only accepts `[a-z0-9]+` in file URIs."""
     alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
     return "".join(secrets.choice(alphabet) for _ in range(length))
-
-
-class RequestLogEntry(BaseModel):
-    """One request that reached inference (batch line or real-time call)."""
-
-    seq: int
-    key: str
-    batch: str  # batch name, or "realtime"
-    time: float
-    model: str
-    prompt: str
-    image_digest: str | None
-    images: int
-    attempt: int  # 1 for the first time this key reached inference
-    # ok | error_429 | error_500 | error_503 | malformed_json | truncated | safety | recitation | missing_line
-    # | duplicate_line | unknown_key | max_tokens | invalid_request | answer_error
-    outcome: str
-    # The answer is complete, valid text (ok, or a clean answer whose line was duplicated / joined by an
-    # unknown key): together with `delivered`, what a client may count as a success.
-    clean: bool = False
-    # Whether the caller could see this answer: None while its batch runs; False when the line never
-    # reached the caller (missing line, dropped by EXPIRED, batch cancelled).
-    delivered: bool | None = None
-    cached_content: str | None = None
-    prompt_tokens: int = 0
-    output_tokens: int = 0
-    cached_tokens: int = 0
-
-
-class BatchEvent(BaseModel):
-    """A batch lifecycle step, with the estimated tokens enqueued across active batches right after it."""
-
-    seq: int
-    time: float
-    event: str  # created | running | succeeded | failed | expired | cancelled | deleted | rejected
-    batch: str | None
-    tokens: int
-    enqueued_tokens: int
-    active_batches: int
-    detail: str | None = None
 
 
 @dataclass
@@ -164,27 +122,6 @@ class CachedContent:
         if self.display_name:
             out["displayName"] = self.display_name
         return out
-
-
-@dataclass
-class Prepared:
-    """A GenerateContentRequest resolved against files and caches, ready for the answerer."""
-
-    key: str
-    model: str
-    request: AnswerRequest
-    cache_name: str | None
-    cached_tokens: int
-    image_count: int
-
-    @property
-    def image_digest(self) -> str | None:
-        images = self.request.images
-        if not images:
-            return None
-        if len(images) == 1:
-            return images[0].digest
-        return hashlib.sha256("".join(i.digest for i in images).encode()).hexdigest()
 
 
 def model_name(model: str) -> str:
@@ -267,7 +204,8 @@ class EmulatorState:
 
     def log_request(self, prepared: Prepared | None, *, key: str, batch: str, attempt: int, outcome: str,
                     delivered: bool | None, model: str, prompt_tokens: int = 0, output_tokens: int = 0,
-                    cached_tokens: int = 0) -> RequestLogEntry:
+                    cached_tokens: int = 0, thoughts_tokens: int = 0,
+                    invalid_field: str | None = None) -> RequestLogEntry:
         with self.lock:
             entry = RequestLogEntry(
                 seq=len(self._request_log) + 1, key=key, batch=batch, time=self.now(), model=model,
@@ -277,6 +215,11 @@ class EmulatorState:
                 clean=outcome in CLEAN_OUTCOMES, delivered=delivered,
                 cached_content=prepared.cache_name if prepared else None,
                 prompt_tokens=prompt_tokens, output_tokens=output_tokens, cached_tokens=cached_tokens,
+                thoughts_tokens=thoughts_tokens, invalid_field=invalid_field,
+                response_schema=prepared.request.response_schema if prepared else None,
+                thinking=prepared.thinking if prepared else None,
+                media_resolution=prepared.media_resolution if prepared else None,
+                image_sources=list(prepared.image_sources) if prepared else [],
             )
             self._request_log.append(entry)
             return entry
@@ -508,13 +451,25 @@ class EmulatorState:
         all_images = (cache.images if cache else []) + images
         generation = wire_field(body, "generationConfig") or {}
         max_tokens = wire_field(generation, "maxOutputTokens")
+        thinking = wire_field(generation, "thinkingConfig")
+        if isinstance(thinking, dict):  # proto JSON takes both spellings (the SDK sends snake_case here)
+            thinking = {name: wire_field(thinking, name) for name in ("thinkingBudget", "thinkingLevel",
+                                                                       "includeThoughts")
+                        if wire_field(thinking, name) is not None}
+            if "thinkingBudget" in thinking and "thinkingLevel" in thinking:
+                raise ApiError(400, "You can only set only one of thinking budget and thinking level.")
+        schema = wire_field(generation, "responseJsonSchema") or wire_field(generation, "responseSchema")
         return Prepared(
             key=key, model=model,
             request=AnswerRequest(key=key, prompt="\n".join(texts), model=model, images=tuple(all_images),
-                                  max_output_tokens=int(max_tokens) if max_tokens else None),
+                                  max_output_tokens=int(max_tokens) if max_tokens else None,
+                                  response_schema=schema if isinstance(schema, dict) else None),
             cache_name=cache.name if cache else None,
             cached_tokens=cache.token_count if cache else 0,
             image_count=len(all_images),
+            thinking=thinking if isinstance(thinking, dict) else None,
+            media_resolution=wire_field(generation, "mediaResolution"),
+            image_sources=tuple("file" if ref.file_id else "inline" for ref in content.images),
         )
 
     def estimate_request_tokens(self, owner: str, body: dict[str, Any]) -> int:

@@ -143,15 +143,17 @@ def _add_part(out: RequestContent, part: Any) -> None:
 
 
 def usage_metadata(prompt_tokens: int, output_tokens: int, cached_tokens: int, images: int,
-                   image_tokens: int) -> dict[str, Any]:
+                   image_tokens: int, thoughts_tokens: int = 0) -> dict[str, Any]:
     text_tokens = max(0, prompt_tokens - images * image_tokens)
     usage: dict[str, Any] = {
         "promptTokenCount": prompt_tokens,
         "candidatesTokenCount": output_tokens,
-        "totalTokenCount": prompt_tokens + output_tokens,
+        "totalTokenCount": prompt_tokens + output_tokens + thoughts_tokens,
         "promptTokensDetails": [{"modality": "TEXT", "tokenCount": text_tokens}]
         + ([{"modality": "IMAGE", "tokenCount": images * image_tokens}] if images else []),
     }
+    if thoughts_tokens:
+        usage["thoughtsTokenCount"] = thoughts_tokens
     if cached_tokens:
         usage["cachedContentTokenCount"] = cached_tokens
         usage["cacheTokensDetails"] = [{"modality": "TEXT", "tokenCount": cached_tokens}]

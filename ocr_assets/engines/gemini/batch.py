@@ -35,8 +35,10 @@ from ocr_assets.engines.gemini.requests import (
     FileRef,
     ImageUnreadable,
     build_request,
+    image_failure,
     jsonl_line,
     load_image,
+    load_page_images,
 )
 from ocr_assets.outputs import atomic_write_bytes
 from ocr_assets.schema import ErrorClass
@@ -233,13 +235,15 @@ class GeminiBatchClient:
 
         def one(request: PageRequest) -> BatchLine | PageFailure:
             try:
-                image = load_image(request.image_path)
+                image, context_image = load_page_images(request, self.settings)
             except ImageUnreadable as exc:
-                return PageFailure(key=request.key, error_class=ErrorClass.FATAL, error_type="image_unreadable",
-                                   message=str(exc), model=self.model)
+                return image_failure(request.key, exc, self.model)
             ref = refs.get(str(request.image_path))
-            body = build_request(request, self.settings, image=None if ref else image, file_ref=ref)
-            raw = raw_estimate(request.prompt, image.width, image.height)
+            body = build_request(request, self.settings, image=None if ref else image, file_ref=ref,
+                                 context_image=context_image)
+            raw = raw_estimate(request.prompt, image.width, image.height,
+                               media_resolution=self.settings.model.generation.media_resolution, model=self.model,
+                               extra_images=[(context_image.width, context_image.height)] if context_image else ())
             return BatchLine(key=request.key, data=jsonl_line(request.key, body), raw_tokens=raw,
                              estimated_tokens=calibration.estimate(raw))
 

@@ -1,5 +1,10 @@
 """Where a page's upstream context comes from when it is not the upstream page's output.
 
+`context_source: upstream_image` — the upstream page's image itself goes beside the page's own
+(downscaled, see `requests.load_context_image`): no local pass and no wait, every page of a book is
+runnable at once. The prompt variables carry the upstream image's digest, so a rescanned upstream
+page changes the record's `vars_hash` like a changed upstream output would.
+
 `context_source: local_ocr` — a fast local OCR pass over the upstream page's image supplies the
 "previous page" context (text tail + last courses), so no page waits for its upstream and a whole
 book fits in one batch instead of one batch per chain step. The pass is cached on disk per image
@@ -16,10 +21,11 @@ import os
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from ocr_assets.engines.base import PageRequest, PageSuccess, PromptIdentity, SyncEngine
 from ocr_assets.outputs import atomic_write_text
+from ocr_assets.page_requests import ContextProvider
 from ocr_assets.prompts import upstream_context
 from ocr_assets.schema import OcrPageResult
 from ocr_assets.settings import Settings
@@ -28,9 +34,7 @@ from ocr_assets.store import RecordRow, RecordStore
 log = logging.getLogger(__name__)
 
 LOCAL_OCR = "local_ocr"
-UPSTREAM_OUTPUT = "upstream_output"
-# Content digests remembered per (path, size, mtime): ingest rebuilds hash a batch's upstream images
-# again otherwise. Bounded, so a million-page run does not keep a million entries.
+UPSTREAM_IMAGE = "upstream_image"
 DIGEST_MEMO_SIZE = 100_000
 
 
@@ -38,14 +42,31 @@ class ContextUnavailable(RuntimeError):
     """The local OCR context pass cannot run here (engine missing)."""
 
 
-class ContextProvider(Protocol):
-    """Supplies each record's previous-page context; `source` is recorded in the prompt identity."""
+class ImageDigests:
+    """SHA-256 of image files, remembered per (path, size, mtime): ingest rebuilds would hash a
+    batch's upstream images again otherwise. Bounded, so a million-page run keeps no million entries."""
 
-    source: str
+    def __init__(self) -> None:
+        self._memo: OrderedDict[tuple[str, int, int], str] = OrderedDict()
 
-    def contexts(self, records: Sequence[RecordRow]) -> dict[str, dict[str, Any] | None]:
-        """record key → context (None for chain heads, or where the pass failed: see `problems`)."""
-        ...
+    def of(self, image_path: str) -> str | None:
+        """The digest, or None when the file cannot be read."""
+        try:
+            stat = os.stat(image_path)
+        except OSError:
+            return None
+        stamp = (image_path, stat.st_size, stat.st_mtime_ns)
+        digest = self._memo.get(stamp)
+        if digest is None:
+            try:
+                with open(image_path, "rb") as fh:
+                    digest = hashlib.file_digest(fh, "sha256").hexdigest()
+            except OSError:
+                return None
+            self._memo[stamp] = digest
+            if len(self._memo) > DIGEST_MEMO_SIZE:
+                self._memo.popitem(last=False)
+        return digest
 
 
 class LocalOcrContext:
@@ -62,7 +83,7 @@ class LocalOcrContext:
         self._recognise = recognise
         self.cache_dir = Path(cache_dir) if cache_dir else Path(settings.paths.database).parent / "local_context"
         self.problems: dict[str, str] = {}
-        self._digests: OrderedDict[tuple[str, int, int], str] = OrderedDict()
+        self._digests = ImageDigests()
 
     def _get_engine(self) -> SyncEngine:
         if self._engine is None:
@@ -83,21 +104,9 @@ class LocalOcrContext:
         The context depends only on the pixels (the pass runs without page number or previous
         context), so the record key and path stay out of the name.
         """
-        try:
-            stat = os.stat(image_path)
-        except OSError:
-            return None
-        stamp = (image_path, stat.st_size, stat.st_mtime_ns)
-        digest = self._digests.get(stamp)
+        digest = self._digests.of(image_path)
         if digest is None:
-            try:
-                with open(image_path, "rb") as fh:
-                    digest = hashlib.file_digest(fh, "sha256").hexdigest()
-            except OSError:
-                return None
-            self._digests[stamp] = digest
-            if len(self._digests) > DIGEST_MEMO_SIZE:
-                self._digests.popitem(last=False)
+            return None
         engine = self.settings.local.engine
         return hashlib.sha256(f"{engine}|{digest}".encode()).hexdigest()[:32] + ".json"
 
@@ -152,8 +161,45 @@ class LocalOcrContext:
         return self.problems.get(record.upstream_key or "")
 
 
+class UpstreamImageContext:
+    """Context = the upstream page's image, sent beside the page's own; the variables name its digest."""
+
+    source = UPSTREAM_IMAGE
+
+    def __init__(self, store: RecordStore):
+        self.store = store
+        self.problems: dict[str, str] = {}
+        self.images: dict[str, Path] = {}  # record key → upstream image to send
+        self._digests = ImageDigests()
+
+    def contexts(self, records: Sequence[RecordRow]) -> dict[str, dict[str, Any] | None]:
+        self.problems, self.images = {}, {}
+        upstreams = self.store.get_many(sorted({r.upstream_key for r in records if r.upstream_key}))
+        found: dict[str, dict[str, Any] | None] = {}
+        for record in records:
+            found[record.key] = None
+            if not record.upstream_key:
+                continue
+            row = upstreams.get(record.upstream_key)
+            digest = self._digests.of(row.image_path) if row is not None else None
+            if digest is None:
+                self.problems[record.key] = (
+                    f"upstream record {record.upstream_key} is not in the store" if row is None
+                    else f"upstream image {row.image_path} of {record.upstream_key} is unreadable"
+                )
+                continue
+            found[record.key] = {"upstream_image": {"key": record.upstream_key, "sha256": digest[:16]}}
+            self.images[record.key] = Path(row.image_path)
+        return found
+
+    def problem_for(self, record: RecordRow) -> str | None:
+        return self.problems.get(record.key)
+
+
 def provider_for(settings: Settings, store: RecordStore) -> ContextProvider | None:
     """The configured provider; None means the upstream page's output (the pipeline's default)."""
     if settings.gemini.context_source == LOCAL_OCR:
         return LocalOcrContext(settings, store)
+    if settings.gemini.context_source == UPSTREAM_IMAGE:
+        return UpstreamImageContext(store)
     return None

@@ -25,11 +25,22 @@ RATIO_BOUNDS = (0.25, 8.0)
 CALIBRATION_WEIGHT_CAP = 2000
 
 
-def image_tokens(width: int, height: int) -> int:
-    """Gemini 2.x image cost: 258 tokens for a small image, else 258 per crop tile.
+# Tokens per image at an explicit `mediaResolution` (documented figures; calibration absorbs the rest).
+MEDIA_RESOLUTION_TOKENS = {
+    "gemini-3": {"low": 280, "medium": 560, "high": 1120},
+    "gemini-2": {"low": 64, "medium": 256},  # high (and unset) = the tiling below
+}
 
-    Tiles are squares of side min(w, h) / 1.5 clamped to [256, 768] (the documented tiling).
+
+def image_tokens(width: int, height: int, media_resolution: str | None = None, model: str = "") -> int:
+    """Gemini image cost: a fixed count at an explicit media resolution, else 258 tokens for a small
+    image and 258 per crop tile (squares of side min(w, h) / 1.5 clamped to [256, 768], as documented).
     """
+    if media_resolution is not None:
+        family = "gemini-3" if model.removeprefix("models/").startswith("gemini-3") else "gemini-2"
+        fixed = MEDIA_RESOLUTION_TOKENS[family].get(media_resolution)
+        if fixed is not None:
+            return fixed
     if width <= 0 or height <= 0:
         return TOKENS_PER_TILE
     if width <= SMALL_IMAGE_SIDE and height <= SMALL_IMAGE_SIDE:
@@ -38,9 +49,12 @@ def image_tokens(width: int, height: int) -> int:
     return math.ceil(width / tile) * math.ceil(height / tile) * TOKENS_PER_TILE
 
 
-def raw_estimate(prompt: str, width: int, height: int) -> int:
-    """Uncalibrated input tokens of one page request."""
-    return math.ceil(len(prompt) / CHARS_PER_TOKEN) + image_tokens(width, height)
+def raw_estimate(prompt: str, width: int, height: int, *, media_resolution: str | None = None, model: str = "",
+                 extra_images: Sequence[tuple[int, int]] = ()) -> int:
+    """Uncalibrated input tokens of one page request (its image, plus any context image)."""
+    return math.ceil(len(prompt) / CHARS_PER_TOKEN) + sum(
+        image_tokens(w, h, media_resolution, model) for w, h in [(width, height), *extra_images]
+    )
 
 
 class Calibration(BaseModel):

@@ -13,12 +13,11 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from ocr_assets.engines.base import EngineMisconfigured, PageFailure, PageOutcome, PageRequest, PricingMode
+from ocr_assets.engines.base import EngineMisconfigured, PageOutcome, PageRequest, PricingMode
 from ocr_assets.engines.gemini.calls import retrying
 from ocr_assets.engines.gemini.classify import classify_exception, classify_response
 from ocr_assets.engines.gemini.client import describe_error, make_client, resolve_base_url
-from ocr_assets.engines.gemini.requests import ImageUnreadable, load_image, sdk_call
-from ocr_assets.schema import ErrorClass
+from ocr_assets.engines.gemini.requests import ImageUnreadable, image_failure, load_page_images, sdk_call
 from ocr_assets.settings import Settings
 
 
@@ -64,11 +63,11 @@ class GeminiRealtimeEngine:
     def infer_one(self, request: PageRequest) -> PageOutcome:
         start = time.monotonic()
         try:
-            image = load_image(request.image_path)
+            image, context_image = load_page_images(request, self.settings)
         except ImageUnreadable as exc:
-            return PageFailure(key=request.key, error_class=ErrorClass.FATAL, error_type="image_unreadable",
-                               message=str(exc), model=self.model_name)
-        contents, config = sdk_call(request, self.settings, image=image, service_tier=self.service_tier)
+            return image_failure(request.key, exc, self.model_name)
+        contents, config = sdk_call(request, self.settings, image=image, service_tier=self.service_tier,
+                                    context_image=context_image)
         try:
             response = self._retry(self.client.models.generate_content)(
                 model=self.model_name, contents=contents, config=config

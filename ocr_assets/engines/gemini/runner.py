@@ -31,12 +31,12 @@ from ocr_assets.engines.base import PageFailure, PageOutcome, PageRequest
 from ocr_assets.engines.gemini.batch import GeminiBatchClient, IntegrityReport, shard
 from ocr_assets.engines.gemini.calls import CreateRefused, SubmitUncertain
 from ocr_assets.engines.gemini.client import GeminiCallError, describe_error
-from ocr_assets.engines.gemini.context import ContextProvider, provider_for
+from ocr_assets.engines.gemini.context import provider_for
 from ocr_assets.engines.gemini.metering import load_calibration, token_room, update_calibration
 from ocr_assets.outputs import atomic_write_bytes
+from ocr_assets.page_requests import ContextProvider, placeholder_request, stored_identity
 from ocr_assets.pipeline import Pipeline, one_store_session, owner_id
 from ocr_assets.pipeline import owner_dead as _owner_dead
-from ocr_assets.prompts import page_variables
 from ocr_assets.schema import ErrorClass
 from ocr_assets.store import (
     BatchRow,
@@ -151,42 +151,13 @@ def _spool_path(client: GeminiBatchClient, batch_id: str) -> Path:
 # -- requests ------------------------------------------------------------------------------------
 
 
-def build_requests(
-    pipeline: Pipeline, records: Sequence[RecordRow], provider: ContextProvider | None = None
-) -> tuple[list[PageRequest], list[tuple[RecordRow, str]]]:
-    """Each record's request with its context from the configured source; (requests, unbuildable)."""
-    if provider is None:
-        return pipeline.build_requests(records)
-    prompt = pipeline.settings.prompt
-    pipeline.registry.check(prompt.name, prompt.version)
-    contexts = provider.contexts(records)
-    problem_for = getattr(provider, "problem_for", lambda record: None)
-    requests: list[PageRequest] = []
-    problems: list[tuple[RecordRow, str]] = []
-    for record in records:
-        why = problem_for(record) if record.upstream_key else None
-        if why:
-            problems.append((record, why))
-            continue
-        context = contexts.get(record.key)
-        variables = page_variables(state=record.state, school=record.school, year=record.year, page=record.page,
-                                   previous_context=context, context_source=provider.source)
-        rendered = pipeline.registry.render(prompt.name, prompt.version, variables)
-        requests.append(PageRequest(
-            key=record.key, book=record.book, page=record.page, image_path=Path(record.image_path),
-            prompt=rendered.text, prompt_identity=rendered.identity, upstream_key=record.upstream_key,
-            previous_context=context, attempt=record.attempts + 1,
-        ))
-    return requests, problems
-
-
 def _rebuild_for_ingest(
     pipeline: Pipeline, records: Sequence[RecordRow], provider: ContextProvider | None
 ) -> list[PageRequest]:
     """The requests a batch was sent with, rebuilt from the store (attempt already counted)."""
     if not records:
         return []
-    requests, problems = build_requests(pipeline, records, provider)
+    requests, problems = pipeline.build_requests(records, provider=provider)
     by_key = {r.key: r for r in records}
     rebuilt = []
     for request in requests:
@@ -197,18 +168,8 @@ def _rebuild_for_ingest(
         rebuilt.append(request.model_copy(update={"attempt": max(1, record.attempts)}))
     for record, why in problems:
         log.warning("cannot rebuild the prompt of %s at ingest: %s", record.key, why)
-        rebuilt.append(PageRequest(
-            key=record.key, book=record.book, page=record.page, image_path=Path(record.image_path), prompt="",
-            prompt_identity=_identity_of(record), upstream_key=record.upstream_key, attempt=max(1, record.attempts),
-        ))
+        rebuilt.append(placeholder_request(record, stored_identity(record), attempt=max(1, record.attempts)))
     return rebuilt
-
-
-def _identity_of(record: RecordRow):
-    from ocr_assets.engines.base import PromptIdentity
-
-    return PromptIdentity(name=record.prompt_name or "", version=record.prompt_version or "",
-                          vars_hash=record.prompt_vars_hash or "")
 
 
 def _settle_now(pipeline: Pipeline, failures: Sequence[PageFailure], records: dict[str, RecordRow],
@@ -221,7 +182,7 @@ def _settle_now(pipeline: Pipeline, failures: Sequence[PageFailure], records: di
     items = []
     for i, failure in enumerate(failures):
         request = requests.get(failure.key)
-        identity = request.prompt_identity if request else _identity_of(records[failure.key])
+        identity = request.prompt_identity if request else stored_identity(records[failure.key])
         items.append(ClaimItem(key=failure.key, batch_index=i, prompt_name=identity.name or pipeline.settings.prompt.name,
                                prompt_version=identity.version or pipeline.settings.prompt.version,
                                prompt_vars_hash=identity.vars_hash))
@@ -230,9 +191,7 @@ def _settle_now(pipeline: Pipeline, failures: Sequence[PageFailure], records: di
     if not claimed:
         return 0
     reqs = [requests[k] for k in claimed if k in requests] + [
-        PageRequest(key=k, book=records[k].book, page=records[k].page, image_path=Path(records[k].image_path),
-                    prompt="", prompt_identity=_identity_of(records[k]))
-        for k in claimed if k not in requests
+        placeholder_request(records[k], stored_identity(records[k]), attempt=1) for k in claimed if k not in requests
     ]
     pipeline.ingest(batch_id, reqs, [f for f in failures if f.key in claimed], engine=PREP_ENGINE,
                     pricing_mode="batch")
@@ -396,7 +355,7 @@ def submit_wave(
         report.skipped = "no runnable records"
         return report
 
-    requests, problems = build_requests(pipeline, records, provider)
+    requests, problems = pipeline.build_requests(records, provider=provider)
     calibration = load_calibration(store, settings.model.name)
     lines, failures = client.encode(requests, calibration)
     failures += [

@@ -10,6 +10,7 @@ from ocr_assets.engines.gemini.context import LocalOcrContext
 from ocr_assets.pipeline import Pipeline
 from ocr_assets.plan import build_plan
 from ocr_assets.schema import OcrPageResult, PageInfo, RawOcr, TextBlock
+from ocr_assets.engines.emulator.testing import gemini_emulator  # noqa: F401 - pytest fixture
 from tests.fixtures.corpus import settings_for, write_book
 
 
@@ -50,3 +51,39 @@ def test_identical_upstream_images_are_recognised_once_and_the_cache_outlives_th
     odd.write_bytes(odd.read_bytes() + b"\0")  # a rescanned page is recognised again
     assert again.contexts(records)["ny:alpha:1900:3"] != contexts["ny:alpha:1900:3"] and calls[-1] == [
         "ny:alpha:1900:2"]
+
+
+def test_upstream_image_context_sends_every_page_at_once_with_its_upstream_image(tmp_path, monkeypatch,
+                                                                                  gemini_emulator):
+    from ocr_assets.engines.gemini.batch import GeminiBatchClient
+    from ocr_assets.engines.gemini.client import make_client
+    from ocr_assets.engines.gemini.runner import submit_wave
+    from ocr_assets.operations import reconstruct_prompt
+
+    server = gemini_emulator()
+    write_book(tmp_path, "ny:alpha:1900", images=[1, 2, 3], allow=[1, 2, 3])
+    monkeypatch.setenv("GEMINI_API_KEY", "test-key")
+    settings = settings_for(tmp_path, gemini__base_url=server.url, gemini__context_source="upstream_image",
+                            prompt__version="v1.2")
+    pipeline = Pipeline(settings)
+    build_plan(pipeline.store, settings.paths.images_root, settings.paths.allow_list_root)
+    client = GeminiBatchClient(settings, make_client(settings), store=pipeline.store)
+    report = submit_wave(pipeline, client)
+    assert report.records == 3 and len(report.batches) == 1  # no page waits for its upstream's answer
+
+    import time
+
+    from ocr_assets.engines.gemini.runner import ingest_batch, poll_active
+
+    deadline = time.monotonic() + 20
+    while not poll_active(pipeline, client) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    result = ingest_batch(pipeline, client, report.batches[0])
+    assert result.succeeded == 3
+    log = {e.key: e for e in server.state.request_log}
+    assert log["ny:alpha:1900:1"].images == 1
+    assert log["ny:alpha:1900:2"].images == log["ny:alpha:1900:3"].images == 2
+    assert "The second image is the previous page" in log["ny:alpha:1900:3"].prompt
+    rebuilt = reconstruct_prompt(settings.model_copy(update={"gemini": settings.gemini.model_copy(
+        update={"context_source": "upstream_output"})}), pipeline.store, pipeline.registry, "ny:alpha:1900:3")
+    assert rebuilt.ok and rebuilt.vars_hash_matches and rebuilt.text == log["ny:alpha:1900:3"].prompt

@@ -17,8 +17,11 @@ from ocr_assets.engines.gemini.requests import (
     build_request,
     jsonl_line,
     load_image,
+    load_context_image,
     sdk_call,
 )
+from ocr_assets.engines.gemini.metering import raw_estimate
+from ocr_assets.schema import response_json_schema
 from tests.fixtures.corpus import settings_for
 
 
@@ -44,7 +47,9 @@ def test_a_request_carries_the_image_inline_then_the_prompt_and_the_generation_c
     assert base64.b64decode(parts[0]["inlineData"]["data"]) == image_path.read_bytes()
     assert parts[1]["text"].startswith("Catalog: A (ny)")
     assert body["generationConfig"] == {"temperature": 0.2, "maxOutputTokens": 999,
-                                        "responseMimeType": "application/json"}
+                                        "responseMimeType": "application/json",
+                                        "responseJsonSchema": response_json_schema(),
+                                        "thinkingConfig": {"thinkingBudget": 0}}
     assert "cachedContent" not in body
 
 
@@ -86,3 +91,61 @@ def test_the_sdk_call_uses_the_same_config_and_can_ask_for_the_flex_tier(tmp_pat
     assert contents[0].parts[0].inline_data.mime_type == "image/png"
     assert contents[0].parts[1].text.startswith("Catalog:")
     assert config.response_mime_type == "application/json" and config.service_tier.value == "flex"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "thinking", "media"),
+    [
+        ({}, {"thinkingBudget": 0}, None),
+        ({"model__generation__thinking_budget": 1024, "model__generation__media_resolution": "low"},
+         {"thinkingBudget": 1024}, "MEDIA_RESOLUTION_LOW"),
+        ({"model__generation__thinking_level": "low", "model__generation__media_resolution": "medium"},
+         {"thinkingLevel": "LOW"}, "MEDIA_RESOLUTION_MEDIUM"),
+        ({"model__generation__thinking_budget": "null"}, None, None),
+    ],
+)
+def test_thinking_and_media_resolution_settings_reach_both_request_spellings(tmp_path, overrides, thinking, media):
+    settings = settings_for(tmp_path, **overrides)
+    image_path = write_image(tmp_path / "3.png", "PNG")
+    image = load_image(image_path)
+    generation = build_request(page_request(image_path), settings, image=image)["generationConfig"]
+    assert generation.get("thinkingConfig") == thinking and generation.get("mediaResolution") == media
+    _, config = sdk_call(page_request(image_path), settings, image=image)
+    sdk_thinking = config.thinking_config
+    if thinking is None:
+        assert sdk_thinking is None
+    else:
+        level = sdk_thinking.thinking_level.value if sdk_thinking.thinking_level else None
+        assert (sdk_thinking.thinking_budget, level) == (thinking.get("thinkingBudget"), thinking.get("thinkingLevel"))
+    assert (config.media_resolution.value if config.media_resolution else None) == media
+    assert config.response_json_schema == response_json_schema()
+
+
+def test_a_context_image_goes_after_the_pages_own_image_downscaled(tmp_path):
+    settings = settings_for(tmp_path, gemini__context_source="upstream_image")
+    page = write_image(tmp_path / "3.png", "PNG", size=(1200, 1600))
+    upstream = write_image(tmp_path / "2.png", "PNG", size=(1200, 1600))
+    context = load_context_image(upstream, settings.gemini.context_image_side)
+    assert max(context.width, context.height) == 384 and context.mime_type == "image/jpeg"
+    body = build_request(page_request(page), settings, image=load_image(page), context_image=context)
+    parts = body["contents"][0]["parts"]
+    assert [("inlineData" in p, "text" in p) for p in parts] == [(True, False), (True, False), (False, True)]
+    assert base64.b64decode(parts[1]["inlineData"]["data"]) == context.data
+    # The small context image costs one tile on top of the page's own tiles.
+    assert raw_estimate("", 1200, 1600, extra_images=[(context.width, context.height)]) == \
+        raw_estimate("", 1200, 1600) + 258
+
+
+def test_a_media_resolution_sets_the_image_token_estimate_per_model_family():
+    assert raw_estimate("", 1200, 1600, media_resolution="low", model="gemini-2.5-flash") == 64
+    assert raw_estimate("", 1200, 1600, media_resolution="low", model="gemini-3-flash-preview") == 280
+    assert raw_estimate("", 1200, 1600, media_resolution="high") == raw_estimate("", 1200, 1600)
+
+
+def test_both_thinking_settings_at_once_are_refused_at_load_time(tmp_path):
+    from ocr_assets.settings import SettingsError
+
+    with pytest.raises(SettingsError, match="not both"):
+        settings_for(tmp_path, model__generation__thinking_budget=128, model__generation__thinking_level="low")
+    with pytest.raises(SettingsError, match="minimum is 128"):
+        settings_for(tmp_path, model__name="gemini-2.5-pro")

@@ -13,7 +13,7 @@ from ocr_assets.schema import ErrorClass
 def answer(key: str) -> dict:
     page = int(key.rsplit(":", 1)[1])
     text = json.dumps({"raw_ocr": {"text_blocks": [{"block_id": 1, "text": f"page {key}"}]},
-                       "page_info": {"page_number": page}})
+                       "page_info": {"page_number": page}, "courses": []})
     return {"key": key, "response": {"candidates": [{"content": {"parts": [{"text": text}]}, "finishReason": "STOP"}],
                                      "usageMetadata": {"promptTokenCount": 10, "candidatesTokenCount": 5}}}
 
