@@ -37,10 +37,29 @@ COURSE_PREVIEW_COLUMNS = ("page", "course_name", "department", "level", "term", 
 # -- running -----------------------------------------------------------------------------------
 
 
+class BookNotPlanned(ValueError):
+    """A partition names a book the record store's plan does not hold (a typo, or a book never planned)."""
+
+
+def require_planned(store: RecordStore, books: Sequence[str]) -> None:
+    """Raise `BookNotPlanned` naming every book of `books` that is not in the plan."""
+    planned = set(store.counts_by_book(books))
+    missing = [book for book in books if book not in planned]
+    if missing:
+        raise BookNotPlanned(
+            f"book not in the plan: {', '.join(missing[:20])}" + (f" (+{len(missing) - 20} more)" if len(missing) > 20 else "")
+            + ". `ocr-assets status` lists the planned books; `ocr-assets plan` (or materializing corpus_plan) "
+            "adds new ones from the corpus.")
+
+
 def drive_books(
     pipeline: Pipeline, books: Sequence[str], *, sync_engine: SyncEngine | None = None
 ) -> RunSummary:
-    """Drive `books` to terminal: with an already-loaded synchronous engine, else the configured one."""
+    """Drive `books` to terminal: with an already-loaded synchronous engine, else the configured one.
+
+    Every book must be in the plan (`BookNotPlanned`): an unknown partition must fail, not pass with 0 pages.
+    """
+    require_planned(pipeline.store, books)
     if sync_engine is not None:
         return pipeline.run_sync(sync_engine, books=list(books))
     from ocr_assets.engines.factory import drive
@@ -465,6 +484,15 @@ def is_remote_batch(engine: str) -> bool:
     from ocr_assets.engines.gemini.runner import ENGINE
 
     return engine == ENGINE
+
+
+def batch_engine_blocker(engine: str) -> str | None:
+    """Why the batch sensors must not act: they only serve `engine: gemini-batch` (a local corpus never goes to Gemini)."""
+    from ocr_assets.engines.gemini.runner import ENGINE
+
+    if engine != ENGINE:
+        return f"the configured engine is {engine!r}; the batch sensors act only when it is {ENGINE!r}"
+    return None
 
 
 def submit_blocker(store: RecordStore, max_concurrent_batches: int) -> str | None:

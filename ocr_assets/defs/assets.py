@@ -20,6 +20,7 @@ from ocr_assets.reports import (
     COURSE_PREVIEW_COLUMNS,
     PAGE_COLUMNS,
     BookCourses,
+    BookNotPlanned,
     BookReport,
     book_reports,
     build_book_courses,
@@ -107,7 +108,10 @@ def page_ocr(
     run_settings = gemini.configure(settings.load(engine=config.engine or None))
     pipeline = make_pipeline(run_settings, store, tracker)
     engine = local_inference.get() if run_settings.engine == "local" else None
-    summary = drive_books(pipeline, keys, sync_engine=engine)
+    try:
+        summary = drive_books(pipeline, keys, sync_engine=engine)
+    except BookNotPlanned as exc:  # a typo'd partition must fail, not pass green with 0 pages
+        raise dg.Failure(description=str(exc)) from None
     reports = book_reports(pipeline.store, keys, run_settings.paths.output_root)
     run = {"engine": run_settings.engine, "run_books": len(keys), "run_waves": summary.waves,
            "run_attempted": summary.attempted, "run_succeeded": summary.succeeded, "run_retried": summary.retryable}

@@ -6,7 +6,7 @@ from ocr_assets.defs.jobs import BATCH_TAG, BOOKS_TAG, ingest_batch_job, submit_
 from ocr_assets.defs.partitions import books
 from ocr_assets.defs.resources import GeminiResource, RecordStoreResource, SettingsResource, TrackerResource, make_pipeline
 from ocr_assets.plan import build_plan
-from ocr_assets.reports import batch_books, poll_batches, stuck_batch_alerts, submit_blocker
+from ocr_assets.reports import batch_books, batch_engine_blocker, poll_batches, stuck_batch_alerts, submit_blocker
 
 def _sensor(**kwargs):
     """`dg.sensor` whose UI description is the function's docstring (as for assets); STOPPED by default."""
@@ -37,8 +37,9 @@ def book_discovery_sensor(
 def batch_submit_sensor(
     context: dg.SensorEvaluationContext, settings: SettingsResource, store: RecordStoreResource
 ) -> dg.RunRequest | dg.SkipReason:
-    """Launch a submit run when runnable records and free Gemini batch slots exist (cross-book waves)."""
-    blocker = submit_blocker(store.open(), settings.load().execution.max_concurrent_batches)
+    """Launch a submit run when the engine is gemini-batch and runnable records and free batch slots exist."""
+    config = settings.load()
+    blocker = batch_engine_blocker(config.engine) or submit_blocker(store.open(), config.execution.max_concurrent_batches)
     if blocker:
         return dg.SkipReason(blocker)
     waiting = context.instance.get_runs(
@@ -56,7 +57,10 @@ def batch_poll_sensor(
 ) -> dg.SensorResult | dg.SkipReason:
     """Poll every active batch (one cheap get each) and launch one ingest run per finished batch;
     batches pending or running past `gemini.stuck_batch_hours` are reported in the tick's log."""
-    pipeline = make_pipeline(gemini.configure(settings.load(engine="gemini-batch")), store, tracker)
+    config = settings.load()
+    if blocker := batch_engine_blocker(config.engine):
+        return dg.SkipReason(blocker)
+    pipeline = make_pipeline(gemini.configure(config), store, tracker)
     finished = poll_batches(pipeline, lambda: gemini.batch_client(pipeline))
     stuck = stuck_batch_alerts(pipeline)
     for line in stuck:

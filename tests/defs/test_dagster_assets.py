@@ -118,3 +118,16 @@ def test_two_books_materialize_through_gemini_batches_on_the_emulator(corpus: Co
     first_batch = [e.key for e in sent if e.batch == sent[0].batch]
     assert {k.rsplit(":", 1)[0] for k in first_batch} == set(corpus.books)
     assert sorted(e.key for e in sent) == sorted(r.key for r in store.records())  # none sent twice
+
+
+def test_a_partition_not_in_the_plan_fails_with_book_not_in_the_plan(corpus: Corpus, instance) -> None:
+    assert materialize(instance, ["corpus_plan"]).success
+    instance.add_dynamic_partitions("books", ["TX:nowhere:1900"])  # added by hand: a typo
+    result = materialize(instance, ["page_ocr", "book_courses"], partition_key="TX:nowhere:1900")
+    assert not result.success
+    [failure] = [e for e in result.all_events if e.is_step_failure]
+    assert failure.step_key == "page_ocr"
+    message = failure.step_failure_data.user_failure_data.description
+    assert "book not in the plan: TX:nowhere:1900" in message and "ocr-assets plan" in message
+    assert materializations(instance, "page_ocr") == {} and materializations(instance, "book_courses") == {}
+    assert result.get_asset_check_evaluations() == []  # no green checks over 0 pages

@@ -35,6 +35,7 @@ def test_a_twenty_book_backfill_and_ticking_batch_sensors_share_the_store_safely
     config = write_settings(root, execution={"max_concurrent_batches": 3, "batch_size_limit": 4},
                             gemini={"base_url": emulator.url})
     monkeypatch.setenv("OCR_ASSETS_CONFIG", str(config))
+    monkeypatch.setenv("OCR_ASSETS_ENGINE", "gemini-batch")  # the sensors serve batch; the backfill runs local
     store = open_store(load_settings(config))  # the one DuckDB file every party shares
     build_plan(store, root / "images", root / "allow_list")
     keys = sorted(books)
@@ -44,7 +45,8 @@ def test_a_twenty_book_backfill_and_ticking_batch_sensors_share_the_store_safely
             [str(BIN / "dagster"), "asset", "materialize", "-m", "ocr_assets.definitions",
              "--select", "page_ocr,book_courses", "--partition-range", f"{keys[0]}...{keys[-1]}"],
             cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-            env={**os.environ, "DAGSTER_HOME": str(dagster_home), "OCR_ASSETS_CONFIG": str(config)},
+            env={**os.environ, "DAGSTER_HOME": str(dagster_home), "OCR_ASSETS_CONFIG": str(config),
+                 "OCR_ASSETS_ENGINE": "local"},
         )
         ticks = launched = 0
         deadline = time.monotonic() + 150

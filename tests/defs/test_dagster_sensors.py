@@ -44,9 +44,29 @@ def test_discovery_adds_every_planned_book_once_and_never_removes_one(corpus: Co
                    for r in third.dynamic_partitions_requests)
 
 
-def test_submit_sensor_skips_until_records_are_runnable(corpus: Corpus, instance) -> None:
+@pytest.fixture
+def batch_engine(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The configured engine is gemini-batch (the only one the batch sensors serve)."""
+    monkeypatch.setenv("OCR_ASSETS_ENGINE", "gemini-batch")
+
+
+def test_submit_sensor_skips_until_records_are_runnable(corpus: Corpus, instance, batch_engine) -> None:
     result = tick(batch_submit_sensor, instance)
     assert isinstance(result, dg.SkipReason) and result.skip_message == "no runnable records"
+
+
+@pytest.mark.parametrize("engine", ["local", "gemini-realtime"])
+def test_batch_sensors_act_only_when_the_configured_engine_is_gemini_batch(
+    corpus: Corpus, instance, monkeypatch, engine
+) -> None:
+    monkeypatch.setenv("OCR_ASSETS_ENGINE", engine)
+    _plan(corpus)  # runnable records and free slots: only the engine holds the sensors back
+    for sensor in (batch_submit_sensor, batch_poll_sensor):
+        result = tick(sensor, instance)
+        assert isinstance(result, dg.SkipReason), sensor.name
+        assert f"the configured engine is '{engine}'" in result.skip_message
+        assert "only when it is 'gemini-batch'" in result.skip_message
+    assert open_store(corpus.settings).batches() == []  # nothing was claimed or sent
 
 
 def _plan(corpus: Corpus) -> None:
@@ -54,7 +74,8 @@ def _plan(corpus: Corpus) -> None:
     build_plan(open_store(settings), settings.paths.images_root, settings.paths.allow_list_root)
 
 
-def test_submit_sensor_requests_one_run_and_not_another_while_it_is_queued(corpus: Corpus, instance) -> None:
+def test_submit_sensor_requests_one_run_and_not_another_while_it_is_queued(corpus: Corpus, instance,
+                                                                          batch_engine) -> None:
     _plan(corpus)
     request = tick(batch_submit_sensor, instance)
     assert isinstance(request, dg.RunRequest)
@@ -67,7 +88,7 @@ def test_submit_sensor_requests_one_run_and_not_another_while_it_is_queued(corpu
     assert isinstance(tick(batch_submit_sensor, instance), dg.RunRequest)
 
 
-def test_submit_sensor_waits_while_every_batch_slot_is_busy(tmp_path, instance, monkeypatch) -> None:
+def test_submit_sensor_waits_while_every_batch_slot_is_busy(tmp_path, instance, monkeypatch, batch_engine) -> None:
     root = tmp_path / "c"
     write_corpus(root, PAGES)
     monkeypatch.setenv("OCR_ASSETS_CONFIG", str(write_settings(root, execution={"max_concurrent_batches": 1})))
