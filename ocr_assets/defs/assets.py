@@ -1,5 +1,6 @@
 """Assets: corpus_plan → page_ocr (per book) → book_courses (per book) → courses (corpus table)."""
 
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -94,10 +95,18 @@ def corpus_plan(
     return dg.MaterializeResult(metadata=plan_metadata(result, added))
 
 
-@dg.asset(
-    partitions_def=books, backfill_policy=dg.BackfillPolicy.single_run(), deps=[corpus_plan],
-    kinds={"python", "json"}, group_name="ocr",
-)
+def book_asset(**kwargs: Any):
+    """`dg.asset` over the `books` partitions with a single-run backfill policy (cross-book waves in one run).
+
+    `backfill_policy` is a beta parameter in Dagster 1.13: we use it on purpose, so its BetaWarning is
+    silenced here, for these decorators only (user code keeps its warnings).
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", dg.BetaWarning)
+        return dg.asset(partitions_def=books, backfill_policy=dg.BackfillPolicy.single_run(), **kwargs)
+
+
+@book_asset(deps=[corpus_plan], kinds={"python", "json"}, group_name="ocr")
 def page_ocr(
     context: dg.AssetExecutionContext, config: PageOcrConfig, settings: SettingsResource,
     store: RecordStoreResource, gemini: GeminiResource, local_inference: LocalInferenceResource,
@@ -125,10 +134,7 @@ def page_ocr(
     yield dg.MaterializeResult()
 
 
-@dg.asset(
-    partitions_def=books, backfill_policy=dg.BackfillPolicy.single_run(), deps=[page_ocr],
-    kinds={"parquet"}, group_name="ocr",
-)
+@book_asset(deps=[page_ocr], kinds={"parquet"}, group_name="ocr")
 def book_courses(
     context: dg.AssetExecutionContext, settings: SettingsResource, store: RecordStoreResource
 ) -> dg.MaterializeResult:
