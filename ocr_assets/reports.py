@@ -20,7 +20,7 @@ from pydantic import BaseModel, ValidationError
 from ocr_assets.engines.base import SyncEngine
 from ocr_assets.keys import BookKey, RecordKey
 from ocr_assets.outputs import file_sha256, read_output
-from ocr_assets.pipeline import Pipeline, RunSummary
+from ocr_assets.pipeline import Pipeline, Progress, ProgressCallback, RunSummary, publish_progress
 from ocr_assets.schema import OcrPageResult
 from ocr_assets.store import RecordRow, RecordStatus, RecordStore
 
@@ -53,18 +53,26 @@ def require_planned(store: RecordStore, books: Sequence[str]) -> None:
 
 
 def drive_books(
-    pipeline: Pipeline, books: Sequence[str], *, sync_engine: SyncEngine | None = None
+    pipeline: Pipeline, books: Sequence[str], *, sync_engine: SyncEngine | None = None,
+    on_progress: ProgressCallback | None = None,
 ) -> RunSummary:
     """Drive `books` to terminal: with an already-loaded synchronous engine, else the configured one.
 
     Every book must be in the plan (`BookNotPlanned`): an unknown partition must fail, not pass with 0 pages.
+    Progress goes to `on_progress` and to `ocr_assets.pipeline.progress_log`.
     """
     require_planned(pipeline.store, books)
+
+    def report(progress: Progress) -> None:
+        publish_progress(progress)
+        if on_progress is not None:
+            on_progress(progress)
+
     if sync_engine is not None:
-        return pipeline.run_sync(sync_engine, books=list(books))
+        return pipeline.run_sync(sync_engine, books=list(books), on_progress=report)
     from ocr_assets.engines.factory import drive
 
-    return drive(pipeline, books=list(books))
+    return drive(pipeline, books=list(books), on_progress=report)
 
 
 def books_of_keys(keys: Iterable[str]) -> list[str]:

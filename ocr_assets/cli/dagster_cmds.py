@@ -166,7 +166,7 @@ def _run_through_dagster() -> list[str]:
     failures: list[str] = []
 
     def materialize(selection: list[str], tags: dict[str, str] | None = None) -> None:
-        with console.status(f"materializing {', '.join(selection)}…"):
+        with _watching(selection):
             result = dg.materialize([*defs.assets, *defs.asset_checks], selection=selection, instance=instance,
                                     resources=defs.resources, tags=tags or {}, raise_on_error=False,
                                     run_config=QUIET)
@@ -182,6 +182,19 @@ def _run_through_dagster() -> list[str]:
                                                    "dagster/asset_partition_range_end": end})
     materialize(["courses"])
     return failures
+
+
+@contextmanager
+def _watching(selection: list[str]) -> Iterator[None]:
+    """A progress bar while page_ocr drives pages (its run publishes progress in this process), else a spinner."""
+    if "page_ocr" not in selection:
+        with console.status(f"materializing {', '.join(selection)}…"):
+            yield
+        return
+    from ocr_assets.cli.progress import progress_bar, published_progress
+
+    with progress_bar(console, "page_ocr") as on_progress, published_progress(on_progress):
+        yield
 
 
 def _failure_messages(result: Any) -> list[str]:

@@ -118,7 +118,8 @@ def page_ocr(
     pipeline = make_pipeline(run_settings, store, tracker)
     engine = local_inference.get() if run_settings.engine == "local" else None
     try:
-        summary = drive_books(pipeline, keys, sync_engine=engine)
+        summary = drive_books(pipeline, keys, sync_engine=engine,
+                              on_progress=lambda progress: context.log.info(progress.line()))
     except BookNotPlanned as exc:  # a typo'd partition must fail, not pass green with 0 pages
         raise dg.Failure(description=str(exc)) from None
     reports = book_reports(pipeline.store, keys, run_settings.paths.output_root)

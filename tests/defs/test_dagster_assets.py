@@ -131,3 +131,14 @@ def test_a_partition_not_in_the_plan_fails_with_book_not_in_the_plan(corpus: Cor
     assert "book not in the plan: TX:nowhere:1900" in message and "ocr-assets plan" in message
     assert materializations(instance, "page_ocr") == {} and materializations(instance, "book_courses") == {}
     assert result.get_asset_check_evaluations() == []  # no green checks over 0 pages
+
+
+def test_page_ocr_logs_progress_per_wave_to_the_run_log(corpus: Corpus, instance, monkeypatch) -> None:
+    monkeypatch.setenv("OCR_ASSETS_EXECUTION__BATCH_SIZE_LIMIT", "1")  # one page per wave: two waves
+    assert materialize(instance, ["corpus_plan"]).success
+    result = materialize(instance, ["page_ocr"], partition_key="CA:Lincoln High:1901")
+    assert result.success
+    messages = [entry.user_message for entry in instance.all_logs(result.run_id)
+                if entry.step_key == "page_ocr" and "pages done" in entry.user_message]
+    assert [m.split(" pages done")[0] for m in messages] == ["1/2", "2/2"]
+    assert all("pages/s" in m and "ETA" in m and "0 failures so far" in m for m in messages)

@@ -51,6 +51,8 @@ def test_ocr_assets_demo_runs_the_pipeline_through_dagster_and_says_where_to_loo
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     out = done.stdout
     assert "2 courses" in out and "Mechanics" in out
+    [bar] = [line for line in out.splitlines() if line.startswith("page_ocr ")]  # the progress bar, ended
+    assert "2/2" in bar and "0 failed" in bar and "pages/s" in bar
     assert "BetaWarning" not in done.stderr + out and "SupersessionWarning" not in done.stderr + out
     assert f"DAGSTER_HOME={home}" in out and "dagster dev" in out and "/assets/page_ocr" in out
 
