@@ -26,12 +26,19 @@ QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 DEMO_SETTINGS = Path("data/state/demo_settings.yaml")
 ENGINES = ("local", "gemini-batch", "gemini-realtime")
 # The instance the demo creates when DAGSTER_HOME has none (the repo ships dagster_home/dagster.yaml).
-MINIMAL_INSTANCE = """# Created by `ocr-assets demo`.
+MINIMAL_INSTANCE = """# Created by `ocr-assets demo` (the repo's dagster_home/dagster.yaml explains each line).
 run_coordinator:
   module: dagster._core.run_coordinator
   class: QueuedRunCoordinator
-  config:
+concurrency:
+  runs:
     max_concurrent_runs: 2
+    tag_concurrency_limits:
+      - key: ocr_assets/engine
+        value: local
+        limit: 1
+  pools:
+    default_limit: 1
 telemetry:
   enabled: false
 """
@@ -179,7 +186,8 @@ def _run_through_dagster() -> list[str]:
     wanted = open_store(load_settings()).books()
     for start, end in contiguous_ranges(instance.get_dynamic_partitions("books"), wanted):
         materialize(["page_ocr", "book_courses"], {"dagster/asset_partition_range_start": start,
-                                                   "dagster/asset_partition_range_end": end})
+                                                   "dagster/asset_partition_range_end": end,
+                                                   "ocr_assets/engine": load_settings().engine})
     materialize(["courses"])
     return failures
 

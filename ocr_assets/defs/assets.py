@@ -33,6 +33,12 @@ from ocr_assets.reports import (
 )
 from ocr_assets.settings import Settings
 
+ENGINE_TAG = "ocr_assets/engine"
+# Every page_ocr step takes a slot of this pool (limit 1 in dagster_home/dagster.yaml and the demo's instance),
+# however its run was launched (Materialize button, backfill, `dagster asset materialize`, a job, the demo):
+# the local model is CPU/GPU-bound and must not run twice at once. Run tags cannot be set on every path.
+INFERENCE_POOL = "ocr_inference"
+
 _TYPES = {"page": "int", "upstream_page": "int", "attempts": "int", "tokens": "int", "cost_usd": "float",
           "courses": "int", "books": "int"}
 
@@ -106,7 +112,7 @@ def book_asset(**kwargs: Any):
         return dg.asset(partitions_def=books, backfill_policy=dg.BackfillPolicy.single_run(), **kwargs)
 
 
-@book_asset(deps=[corpus_plan], kinds={"python", "json"}, group_name="ocr")
+@book_asset(deps=[corpus_plan], kinds={"python", "json"}, group_name="ocr", pool=INFERENCE_POOL)
 def page_ocr(
     context: dg.AssetExecutionContext, config: PageOcrConfig, settings: SettingsResource,
     store: RecordStoreResource, gemini: GeminiResource, local_inference: LocalInferenceResource,
@@ -115,6 +121,8 @@ def page_ocr(
     """Each book's page outputs (one validated JSON per page), every page chain driven to a terminal state."""
     keys = list(context.partition_keys)  # a single-run backfill covers many books: one run, cross-book waves
     run_settings = gemini.configure(settings.load(engine=config.engine or None))
+    if context.run.tags.get(ENGINE_TAG) != run_settings.engine:  # runs from the UI or CLI carry no engine tag
+        context.instance.add_run_tags(context.run_id, {ENGINE_TAG: run_settings.engine})
     pipeline = make_pipeline(run_settings, store, tracker)
     engine = local_inference.get() if run_settings.engine == "local" else None
     try:

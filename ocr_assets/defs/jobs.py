@@ -5,7 +5,7 @@ from collections.abc import Sequence
 
 import dagster as dg
 
-from ocr_assets.defs.assets import book_courses, book_courses_metadata, page_metadata, page_ocr, table
+from ocr_assets.defs.assets import ENGINE_TAG, book_courses, book_courses_metadata, page_metadata, page_ocr, table
 from ocr_assets.defs.partitions import add_missing_books, books
 from ocr_assets.defs.resources import GeminiResource, RecordStoreResource, SettingsResource, TrackerResource, make_pipeline
 from ocr_assets.operations import batch_records_table
@@ -13,7 +13,6 @@ from ocr_assets.reports import book_reports, build_book_courses, ingest_finished
 from ocr_assets.settings import Settings
 from ocr_assets.store import RecordStore
 
-ENGINE_TAG = "ocr_assets/engine"
 BATCH_TAG = "ocr_assets/batch_id"
 BOOKS_TAG = "ocr_assets/books"
 BATCH_RECORD_COLUMNS = ("key", "status", "error", "attempt")

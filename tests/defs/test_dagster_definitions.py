@@ -80,7 +80,7 @@ def test_every_asset_sensor_and_resource_has_a_description() -> None:
 def test_the_shipped_instance_queues_runs_with_a_small_limit_and_keeps_telemetry_off(tmp_path) -> None:
     config = yaml.safe_load((REPO_ROOT / "dagster_home" / "dagster.yaml").read_text())
     assert config["run_coordinator"]["class"] == "QueuedRunCoordinator"
-    assert 1 <= config["run_coordinator"]["config"]["max_concurrent_runs"] <= 3
+    assert 1 <= config["concurrency"]["runs"]["max_concurrent_runs"] <= 3
     assert config["telemetry"]["enabled"] is False
     home = tmp_path / "home"
     home.mkdir()
@@ -88,6 +88,21 @@ def test_the_shipped_instance_queues_runs_with_a_small_limit_and_keeps_telemetry
     with dg.DagsterInstance.from_config(str(home)) as instance:
         assert type(instance.run_coordinator).__name__ == "QueuedRunCoordinator"
         assert Path(instance.root_directory) == home
+        assert instance.get_concurrency_config().pool_config.default_pool_limit == 1
+
+
+def test_the_demos_own_instance_limits_the_inference_pool_like_the_shipped_one(tmp_path) -> None:
+    from ocr_assets.cli.dagster_cmds import MINIMAL_INSTANCE
+
+    shipped = yaml.safe_load((REPO_ROOT / "dagster_home" / "dagster.yaml").read_text())
+    assert yaml.safe_load(MINIMAL_INSTANCE)["concurrency"] == shipped["concurrency"]
+
+
+def test_every_page_ocr_step_takes_a_slot_of_the_inference_pool() -> None:
+    from ocr_assets.defs.assets import INFERENCE_POOL
+
+    assert defs.resolve_assets_def("page_ocr").op.pool == INFERENCE_POOL
+    assert all(defs.resolve_assets_def(name).op.pool is None for name in ("corpus_plan", "book_courses", "courses"))
 
 
 def test_workspace_yaml_loads_the_definitions_module() -> None:
