@@ -23,6 +23,7 @@ from ocr_assets.reports import (
     BookCourses,
     BookNotPlanned,
     BookReport,
+    CorpusCourses,
     book_reports,
     build_book_courses,
     build_corpus_courses,
@@ -69,6 +70,16 @@ def book_courses_metadata(built: BookCourses) -> dict[str, Any]:
         "preview": table(course_preview(built.rows), COURSE_PREVIEW_COLUMNS),
         "parquet": dg.MetadataValue.path(str(built.parquet_path)),
         "jsonl": dg.MetadataValue.path(str(built.jsonl_path)),
+    }
+
+
+def courses_metadata(built: CorpusCourses) -> dict[str, Any]:
+    return {
+        "dagster/row_count": built.rows, "books": built.books,
+        "preview": table(built.preview, COURSE_PREVIEW_COLUMNS),
+        "by_department": table(built.by_department, ["department", "courses", "books"]),
+        "duckdb": dg.MetadataValue.path(str(built.duckdb_path)), "table": "courses",
+        "parquet": dg.MetadataValue.path(str(built.parquet_path)),
     }
 
 
@@ -162,11 +173,4 @@ def book_courses(
 @dg.asset(deps=[book_courses], kinds={"duckdb", "parquet"}, group_name="ocr")
 def courses(settings: SettingsResource) -> dg.MaterializeResult:
     """The corpus course table: every book's courses in output_root/courses.duckdb plus a Parquet export."""
-    built = build_corpus_courses(settings.load().paths.output_root)
-    return dg.MaterializeResult(metadata={
-        "dagster/row_count": built.rows, "books": built.books,
-        "preview": table(built.preview, COURSE_PREVIEW_COLUMNS),
-        "by_department": table(built.by_department, ["department", "courses", "books"]),
-        "duckdb": dg.MetadataValue.path(str(built.duckdb_path)), "table": "courses",
-        "parquet": dg.MetadataValue.path(str(built.parquet_path)),
-    })
+    return dg.MaterializeResult(metadata=courses_metadata(build_corpus_courses(settings.load().paths.output_root)))

@@ -5,11 +5,27 @@ from collections.abc import Sequence
 
 import dagster as dg
 
-from ocr_assets.defs.assets import ENGINE_TAG, book_courses, book_courses_metadata, page_metadata, page_ocr, table
+from ocr_assets.defs.assets import (
+    ENGINE_TAG,
+    book_courses,
+    book_courses_metadata,
+    courses,
+    courses_metadata,
+    page_metadata,
+    page_ocr,
+    table,
+)
+from ocr_assets.defs.checks import check_evaluations
 from ocr_assets.defs.partitions import add_missing_books, books
 from ocr_assets.defs.resources import GeminiResource, RecordStoreResource, SettingsResource, TrackerResource, make_pipeline
 from ocr_assets.operations import batch_records_table
-from ocr_assets.reports import book_reports, build_book_courses, ingest_finished_batch, submit_batches
+from ocr_assets.reports import (
+    book_reports,
+    build_book_courses,
+    build_corpus_courses,
+    ingest_finished_batch,
+    submit_batches,
+)
 from ocr_assets.settings import Settings
 from ocr_assets.store import RecordStore
 
@@ -37,7 +53,10 @@ ocr_gemini_realtime_job = _ocr_job("ocr_gemini_realtime_job", "gemini-realtime",
 
 
 def report_books(context: dg.OpExecutionContext, store: RecordStore, settings: Settings, keys: Sequence[str]) -> None:
-    """Report page_ocr + book_courses materializations for books changed outside an asset run."""
+    """Report what an asset run would have for books changed outside one: page_ocr + book_courses
+    materializations, the asset checks' verdicts on those books, and a fresh `courses` corpus table."""
+    if not keys:
+        return
     add_missing_books(context.instance, list(keys))  # a partition never added is accepted silently
     for report in book_reports(store, list(keys), settings.paths.output_root):
         context.log_event(dg.AssetMaterialization(asset_key=page_ocr.key, partition=report.book,
@@ -45,6 +64,10 @@ def report_books(context: dg.OpExecutionContext, store: RecordStore, settings: S
         built = build_book_courses(store, settings.paths.output_root, report.book)
         context.log_event(dg.AssetMaterialization(asset_key=book_courses.key, partition=report.book,
                                                   metadata=book_courses_metadata(built)))
+    for evaluation in check_evaluations(store, settings, list(keys)):
+        context.log_event(evaluation)
+    corpus = build_corpus_courses(settings.paths.output_root)  # keeps `courses` current in the sensor flow
+    context.log_event(dg.AssetMaterialization(asset_key=courses.key, metadata=courses_metadata(corpus)))
 
 
 @dg.op(name="submit_batches")

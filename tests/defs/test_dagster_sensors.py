@@ -213,3 +213,29 @@ def test_the_poll_sensor_reports_a_batch_stuck_past_the_configured_age(
     assert len(warnings) == 1 and "WARNING" in warnings[0] and "30.0 h" in warnings[0]
     assert batch.remote_name in warnings[0]
     assert store.get_batch(batch.batch_id).state in (BatchState.PENDING, BatchState.RUNNING)  # reported, not touched
+
+
+def test_an_ingest_run_evaluates_the_checks_of_the_books_it_touched_and_refreshes_courses(
+    corpus: Corpus, instance
+) -> None:
+    from ocr_assets.engines.factory import drive
+    from ocr_assets.pipeline import Pipeline
+
+    _plan(corpus)
+    pipeline = Pipeline(corpus.settings)
+    drive(pipeline, books=["NY:Adams Academy:1902"])  # the local engine: its waves are ingested batches
+    batch_id = pipeline.store.batches()[0].batch_id
+    request = dg.RunRequest(run_config={"ops": {"ingest_batch": {"config": {"batch_id": batch_id}}}},
+                            job_name="ingest_batch_job")
+    result = launch(instance, batch_poll_sensor, request)
+    evaluations = {(e.asset_key.to_user_string(), e.check_name): e for e in result.get_asset_check_evaluations()}
+    assert set(evaluations) == {("page_ocr", "outputs_match_schema"), ("page_ocr", "no_page_silently_missing"),
+                                ("page_ocr", "cost_within_budget"), ("book_courses", "courses_on_content_pages")}
+    silent = evaluations[("page_ocr", "no_page_silently_missing")]
+    # The touched book only: the corpus-wide verdict would fail on the other book's PENDING pages.
+    assert silent.metadata["scope"].value == "1 book(s) of this run"
+    assert silent.passed and silent.description == "3 of 3 pages accounted for"
+    assert all(e.passed for e in evaluations.values())
+    courses = instance.get_latest_materialization_event(dg.AssetKey("courses"))
+    assert courses is not None and courses.run_id == result.run_id
+    assert courses.asset_materialization.metadata["books"].value == 1
