@@ -217,7 +217,7 @@ def _failure_messages(result: Any) -> list[str]:
 
 def _summary(config: Path, home: Path, failures: list[str]) -> None:
     from ocr_assets.pipeline import open_store
-    from ocr_assets.reports import corpus_table_paths
+    from ocr_assets.course_tables import corpus_table_paths
     from ocr_assets.settings import load_settings
 
     settings = load_settings(config)

@@ -7,6 +7,15 @@ from typing import Any
 import dagster as dg
 from pydantic import Field
 
+from ocr_assets.course_tables import (
+    COURSE_PREVIEW_COLUMNS,
+    BookCourses,
+    CorpusCourses,
+    build_book_courses,
+    build_corpus_courses,
+    course_columns,
+    course_preview,
+)
 from ocr_assets.defs.partitions import add_missing_books, books
 from ocr_assets.defs.resources import (
     GeminiResource,
@@ -18,18 +27,14 @@ from ocr_assets.defs.resources import (
 )
 from ocr_assets.plan import PlanResult, build_plan
 from ocr_assets.reports import (
-    COURSE_PREVIEW_COLUMNS,
     PAGE_COLUMNS,
-    BookCourses,
     BookNotPlanned,
     BookReport,
-    CorpusCourses,
     book_reports,
-    build_book_courses,
-    build_corpus_courses,
-    course_preview,
     drive_books,
+    failed_pages,
     fatal_message,
+    nonzero,
     preview,
 )
 from ocr_assets.settings import Settings
@@ -41,7 +46,7 @@ ENGINE_TAG = "ocr_assets/engine"
 INFERENCE_POOL = "ocr_inference"
 
 _TYPES = {"page": "int", "upstream_page": "int", "attempts": "int", "tokens": "int", "cost_usd": "float",
-          "courses": "int", "books": "int"}
+          "courses": "int", "books": "int", "failed": "bool"}
 
 
 def table(rows: list[dict[str, Any]], columns: tuple[str, ...] | list[str]) -> dg.TableMetadataValue:
@@ -50,23 +55,31 @@ def table(rows: list[dict[str, Any]], columns: tuple[str, ...] | list[str]) -> d
                                   schema=schema)
 
 
+def course_column_schema() -> dg.TableSchema:
+    return dg.TableSchema(columns=[dg.TableColumn(name, kind) for name, kind in course_columns()])
+
+
 def page_metadata(report: BookReport, settings: Settings) -> dict[str, Any]:
-    """One book's page_ocr metadata: counts, totals and the per-page table (≤ 50 rows)."""
+    """One book's page_ocr metadata: the page table first (page order, failures flagged), non-zero counts."""
     shown = preview(report.rows)
-    counts = {status.lower(): n for status, n in report.counts.items()}
-    return {
+    counts = nonzero({status.lower(): n for status, n in report.counts.items()})
+    metadata: dict[str, Any] = {
         "page_table": table(shown, PAGE_COLUMNS), "pages": report.pages, **counts,
-        "tokens": report.tokens, "cost_usd": report.cost_usd,
-        "rows_shown": f"{len(shown)} of {report.pages} (failures first)",
-        "full_table": f"ocr-assets records --book {report.book}",
-        "output_root": dg.MetadataValue.path(str(settings.paths.output_root)),
-        "record_store": dg.MetadataValue.path(str(settings.paths.database)),
+        **nonzero({"tokens": report.tokens, "cost_usd": report.cost_usd}),
+        "rows_shown": f"{len(shown)} of {report.pages}, in page order",
     }
+    if failed := failed_pages(report.rows):
+        metadata["failed_pages"] = failed
+    if report.full_table:
+        metadata["full_table"] = dg.MetadataValue.path(str(report.full_table))
+    return {**metadata, "output_root": dg.MetadataValue.path(str(settings.paths.output_root)),
+            "record_store": dg.MetadataValue.path(str(settings.paths.database))}
 
 
 def book_courses_metadata(built: BookCourses) -> dict[str, Any]:
     return {
         "courses": len(built.rows), "pages_with_courses": built.pages_with_courses,
+        "dagster/column_schema": course_column_schema(),
         "preview": table(course_preview(built.rows), COURSE_PREVIEW_COLUMNS),
         "parquet": dg.MetadataValue.path(str(built.parquet_path)),
         "jsonl": dg.MetadataValue.path(str(built.jsonl_path)),
@@ -75,7 +88,7 @@ def book_courses_metadata(built: BookCourses) -> dict[str, Any]:
 
 def courses_metadata(built: CorpusCourses) -> dict[str, Any]:
     return {
-        "dagster/row_count": built.rows, "books": built.books,
+        "dagster/row_count": built.rows, "books": built.books, "dagster/column_schema": course_column_schema(),
         "preview": table(built.preview, COURSE_PREVIEW_COLUMNS),
         "by_department": table(built.by_department, ["department", "courses", "books"]),
         "duckdb": dg.MetadataValue.path(str(built.duckdb_path)), "table": "courses",
@@ -142,14 +155,15 @@ def page_ocr(
     except BookNotPlanned as exc:  # a typo'd partition must fail, not pass green with 0 pages
         raise dg.Failure(description=str(exc)) from None
     reports = book_reports(pipeline.store, keys, run_settings.paths.output_root)
-    run = {"engine": run_settings.engine, "run_books": len(keys), "run_waves": summary.waves,
-           "run_attempted": summary.attempted, "run_succeeded": summary.succeeded, "run_retried": summary.retryable}
+    # Run-wide facts belong to the run (its log and engine tag), not copied onto every book.
+    context.log.info(f"{run_settings.engine}: {len(keys)} book(s), {summary.waves} wave(s), {summary.attempted} "
+                     f"attempted, {summary.succeeded} succeeded, {summary.retryable} retried, {summary.fatal} fatal")
     for report in reports:  # per-book metadata; the page table comes first in the UI
-        context.add_asset_metadata({**page_metadata(report, run_settings), **run}, partition_key=report.book)
+        context.add_asset_metadata(page_metadata(report, run_settings), partition_key=report.book)
     if message := fatal_message(reports):
         for report in (r for r in reports if r.complete):  # report what succeeded before failing
             yield dg.AssetMaterialization(asset_key=context.asset_key, partition=report.book,
-                                          metadata={**page_metadata(report, run_settings), **run})
+                                          metadata=page_metadata(report, run_settings))
         raise dg.Failure(description=message, metadata={"fatal_pages": sum(len(r.fatal_keys) for r in reports)})
     yield dg.MaterializeResult()
 

@@ -19,13 +19,8 @@ from ocr_assets.defs.checks import check_evaluations
 from ocr_assets.defs.partitions import add_missing_books, books
 from ocr_assets.defs.resources import GeminiResource, RecordStoreResource, SettingsResource, TrackerResource, make_pipeline
 from ocr_assets.operations import batch_records_table
-from ocr_assets.reports import (
-    book_reports,
-    build_book_courses,
-    build_corpus_courses,
-    ingest_finished_batch,
-    submit_batches,
-)
+from ocr_assets.course_tables import build_book_courses, build_corpus_courses
+from ocr_assets.reports import book_reports, ingest_finished_batch, submit_batches
 from ocr_assets.settings import Settings
 from ocr_assets.store import RecordStore
 

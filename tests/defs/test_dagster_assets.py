@@ -50,17 +50,22 @@ def test_one_run_over_two_books_materializes_both_partitions_with_per_page_table
     rows = table_rows(ny["page_table"])
     assert [(r["page"], r["upstream_page"], r["status"]) for r in rows] == [
         (1, None, "SUCCESS"), (2, 1, "SUCCESS"), (4, None, "SUCCESS")]  # page 4 starts a new chain
-    assert {c.name for c in ny["page_table"].schema.columns} == {
-        "page", "upstream_page", "status", "attempts", "error", "tokens", "cost_usd", "output_path"}
+    assert [c.name for c in ny["page_table"].schema.columns] == [
+        "page", "upstream_page", "status", "failed", "attempts", "error", "tokens", "cost_usd", "output_path"]
+    assert list(ny)[0] == "page_table" and not any(r["failed"] for r in rows)
     assert all(Path(ny["output_root"].value, r["output_path"]).exists() and r["attempts"] == 1 for r in rows)
     assert rows[2]["output_path"] == "NY/Adams Academy/1902/4.json"  # relative to output_root
-    assert (ny["pages"].value, ny["success"].value, ny["fatal_failure"].value) == (3, 3, 0)
+    assert (ny["pages"].value, ny["success"].value) == (3, 3)
+    assert not {"fatal_failure", "blocked", "pending", "tokens", "cost_usd"} & set(ny)  # zero counts are not shown
+    assert not [name for name in ny if name.startswith("run_") or name == "engine"]  # run-wide facts: on the run
+    assert [r[:3] for r in Path(ny["full_table"].value).read_text().splitlines()[1:]] == ["1,,", "2,1", "4,,"]
     assert pages["CA:Lincoln High:1901"].metadata["pages"].value == 2
 
     courses = materializations(instance, "book_courses")
     assert sorted(courses) == corpus.books
     ca = courses["CA:Lincoln High:1901"].metadata
     assert [r["course_name"] for r in table_rows(ca["preview"])] == ["Algebra", "Geometry"]
+    assert "book" in {c.name for c in ca["dagster/column_schema"].schema.columns}
     assert pq.read_table(ca["parquet"].value).num_rows == ca["courses"].value == 2
     assert Path(ca["jsonl"].value).exists()
 
@@ -72,6 +77,9 @@ def test_one_run_over_two_books_materializes_both_partitions_with_per_page_table
     assert corpus_table.success
     meta = instance.get_latest_materialization_event(dg.AssetKey("courses")).asset_materialization.metadata
     assert meta["dagster/row_count"].value == 6 and meta["books"].value == 2
+    assert {r["book"] for r in table_rows(meta["preview"])} == set(corpus.books)  # which book each course is from
+    assert [c.name for c in meta["dagster/column_schema"].schema.columns] == [
+        c.name for c in ca["dagster/column_schema"].schema.columns]
     assert pq.read_table(meta["parquet"].value).num_rows == 6
 
 
