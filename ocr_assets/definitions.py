@@ -16,6 +16,7 @@ from ocr_assets.defs.jobs import (
     ocr_gemini_batch_job,
     ocr_gemini_realtime_job,
     ocr_local_job,
+    plan_corpus_job,
     submit_batches_job,
 )
 from ocr_assets.defs.resources import default_resources
@@ -36,7 +37,8 @@ def _resolved(definitions: dg.Definitions) -> dg.Definitions:
 defs = _resolved(dg.Definitions(
     assets=[corpus_plan, page_ocr, book_courses, courses],
     asset_checks=[outputs_match_schema, no_page_silently_missing, courses_on_content_pages, cost_within_budget],
-    jobs=[ocr_local_job, ocr_gemini_batch_job, ocr_gemini_realtime_job, submit_batches_job, ingest_batch_job],
+    jobs=[plan_corpus_job, ocr_local_job, ocr_gemini_batch_job, ocr_gemini_realtime_job, submit_batches_job,
+          ingest_batch_job],
     sensors=[book_discovery_sensor, batch_submit_sensor, batch_poll_sensor],
     resources=default_resources(),
     # Steps of one run share a process: the chain is sequential anyway, and a step process per asset

@@ -6,6 +6,7 @@ resources, call these and turn the results into metadata; every branch worth a t
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
@@ -20,6 +21,7 @@ from ocr_assets.keys import BookKey, RecordKey
 from ocr_assets.outputs import file_sha256, read_output
 from ocr_assets.pipeline import Pipeline, Progress, ProgressCallback, RunSummary, publish_progress
 from ocr_assets.schema import OcrPageResult
+from ocr_assets.settings import FilterSettings
 from ocr_assets.store import RecordRow, RecordStatus, RecordStore
 
 CONTENT_TYPES_WITH_COURSES = ("course_listing",)
@@ -78,6 +80,56 @@ def books_of_keys(keys: Iterable[str]) -> list[str]:
 def batch_books(store: RecordStore, batch_ids: Sequence[str]) -> dict[str, list[str]]:
     """batch id → every book with a record in it (what an ingest run reports materializations for)."""
     return {batch_id: books_of_keys(keys) for batch_id, keys in store.batch_keys(batch_ids).items()}
+
+
+# -- book discovery ----------------------------------------------------------------------------
+
+
+def book_folders(allow_list_root: Path, filters: FilterSettings) -> list[str]:
+    """The books `state/school/year` folders of the allow-list tree name (the filters applied), sorted.
+
+    Lists folders only, three levels deep, never a page file: at corpus scale (1M pages) this is a few
+    thousand directory reads, where a re-plan reads every allow-list file. Odd names are left to the
+    plan run, which reports them.
+    """
+    def folders(path: str) -> list[os.DirEntry[str]]:
+        try:
+            return [e for e in os.scandir(path) if e.is_dir() and not e.name.startswith(".")]
+        except OSError:
+            return []
+
+    found = []
+    for state in folders(str(allow_list_root)):
+        for school in folders(state.path):
+            for year in folders(school.path):
+                if year.name.isascii() and year.name.isdigit() and filters.admits(state.name, school.name,
+                                                                                  int(year.name)):
+                    found.append(f"{state.name}:{school.name}:{int(year.name)}")
+    return sorted(found)
+
+
+class BookDiscovery(BaseModel):
+    """What a discovery tick found: folders the plan lacks, and planned books Dagster has no partition for."""
+
+    folders: int
+    unplanned: list[str]
+    unregistered: list[str]
+
+    @property
+    def plan_run_key(self) -> str:
+        """Names the unplanned set: one plan run per new set of folders, however many ticks see it."""
+        import hashlib
+
+        return "plan:" + hashlib.sha256("\n".join(self.unplanned).encode()).hexdigest()[:16]
+
+
+def discover_books(store: RecordStore, allow_list_root: Path, filters: FilterSettings,
+                   partitions: Iterable[str]) -> BookDiscovery:
+    """Compare the corpus's book folders and the plan's books with the known partitions (two cheap reads)."""
+    planned = set(store.books())
+    folders = book_folders(allow_list_root, filters)
+    return BookDiscovery(folders=len(folders), unplanned=[book for book in folders if book not in planned],
+                         unregistered=sorted(planned - set(partitions)))
 
 
 # -- per-page tables ---------------------------------------------------------------------------

@@ -38,6 +38,11 @@ def _ocr_job(name: str, engine: str, description: str, **kwargs):
     )
 
 
+plan_corpus_job = dg.define_asset_job(
+    "plan_corpus_job", selection=dg.AssetSelection.assets("corpus_plan"),
+    description="Plan the corpus: add new books and pages to the record store and the books partitions "
+                "(launched by book_discovery_sensor when it sees new book folders).")
+
 # In-process: the local model loads once per run instead of once per step process.
 ocr_local_job = _ocr_job("ocr_local_job", "local", "OCR the selected books with the local model.",
                          executor_def=dg.in_process_executor)

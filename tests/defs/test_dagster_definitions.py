@@ -45,7 +45,7 @@ def test_assets_checks_jobs_sensors_and_resources_have_the_documented_names() ->
         "corpus_plan", "page_ocr", "book_courses", "courses"}
     assert {check.name for check in graph.asset_check_keys} == {
         "outputs_match_schema", "no_page_silently_missing", "courses_on_content_pages", "cost_within_budget"}
-    for name in ("ocr_local_job", "ocr_gemini_batch_job", "ocr_gemini_realtime_job", "submit_batches_job",
+    for name in ("plan_corpus_job", "ocr_local_job", "ocr_gemini_batch_job", "ocr_gemini_realtime_job", "submit_batches_job",
                  "ingest_batch_job"):
         assert defs.resolve_job_def(name).name == name
     assert set(defs.resources) == {"settings", "store", "gemini", "local_inference", "tracker"}

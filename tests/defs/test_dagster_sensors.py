@@ -22,26 +22,55 @@ def apply_partition_requests(instance: dg.DagsterInstance, result) -> None:
         instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
 
 
-def test_discovery_adds_every_planned_book_once_and_never_removes_one(corpus: Corpus, instance) -> None:
+def test_discovery_launches_one_plan_run_per_new_set_of_book_folders_and_never_removes_a_book(
+    corpus: Corpus, instance
+) -> None:
     first = tick(book_discovery_sensor, instance)
-    assert isinstance(first, dg.SensorResult)
-    [request] = first.dynamic_partitions_requests
-    assert isinstance(request, dg.AddDynamicPartitionsRequest) and request.partitions_def_name == "books"
-    assert sorted(request.partition_keys) == corpus.books
-    apply_partition_requests(instance, first)
+    assert isinstance(first, dg.SensorResult) and first.dynamic_partitions_requests == []
+    [request] = first.run_requests  # the tick only listed folders: the plan run reads the files
+    assert request.run_key.startswith("plan:") and request.tags["ocr_assets/books"] == ",".join(corpus.books)
+    assert open_store(corpus.settings).books() == []  # nothing planned inside the tick
+    assert tick(book_discovery_sensor, instance).run_requests[0].run_key == request.run_key  # deduped by the daemon
+    assert launch(instance, book_discovery_sensor, request) is not None
+    assert sorted(instance.get_dynamic_partitions("books")) == corpus.books  # corpus_plan added them
 
     again = tick(book_discovery_sensor, instance)
-    assert isinstance(again, dg.SkipReason) and "no new books" in again.skip_message
+    assert isinstance(again, dg.SkipReason) and again.skip_message == "no new books (2 book folders, 2 partitions)"
 
-    # A new book appears and an old one vanishes from disk: add the new one, keep the old partition.
+    # A new book appears and an old one vanishes from disk: plan the new one, keep the old partition.
     write_corpus(corpus.root, {"MA:Quincy:1903": {1: ["PHYSICS", "Mechanics. Motion and force."]}})
     shutil.rmtree(corpus.root / "allow_list" / "CA")
     third = tick(book_discovery_sensor, instance)
-    assert list(third.dynamic_partitions_requests[0].partition_keys) == ["MA:Quincy:1903"]
-    apply_partition_requests(instance, third)
+    [new] = third.run_requests
+    assert new.run_key != request.run_key and new.tags["ocr_assets/books"] == "MA:Quincy:1903"
+    assert not any(isinstance(r, dg.DeleteDynamicPartitionsRequest) for r in third.dynamic_partitions_requests)
+    launch(instance, book_discovery_sensor, new)
     assert sorted(instance.get_dynamic_partitions("books")) == sorted([*corpus.books, "MA:Quincy:1903"])
-    assert not any(isinstance(r, dg.DeleteDynamicPartitionsRequest)
-                   for r in third.dynamic_partitions_requests)
+
+
+def test_discovery_adds_partitions_for_books_planned_from_the_cli(corpus: Corpus, instance) -> None:
+    _plan(corpus)  # `ocr-assets plan` fills the record store only
+    result = tick(book_discovery_sensor, instance)
+    assert result.run_requests == []  # every folder is planned already
+    [request] = result.dynamic_partitions_requests
+    assert request.partitions_def_name == "books" and sorted(request.partition_keys) == corpus.books
+    apply_partition_requests(instance, result)
+    assert isinstance(tick(book_discovery_sensor, instance), dg.SkipReason)
+
+
+@pytest.mark.parametrize(("filters", "expected"), [
+    ({}, ["CA:Lincoln High:1901", "NY:Adams Academy:1902"]),
+    ({"states": ["NY"]}, ["NY:Adams Academy:1902"]),
+    ({"year_end": 1901}, ["CA:Lincoln High:1901"]),
+])
+def test_book_folders_are_listed_without_reading_pages_and_honour_the_filters(corpus: Corpus, filters,
+                                                                               expected) -> None:
+    from ocr_assets.reports import book_folders
+    from ocr_assets.settings import FilterSettings
+
+    (corpus.root / "allow_list" / ".Trash").mkdir()  # hidden and odd folders are the plan run's to report
+    (corpus.root / "allow_list" / "NY" / "Adams Academy" / "draft").mkdir()
+    assert book_folders(corpus.root / "allow_list", FilterSettings(**filters)) == expected
 
 
 @pytest.fixture
