@@ -150,3 +150,34 @@ def test_page_ocr_logs_progress_per_wave_to_the_run_log(corpus: Corpus, instance
                 if entry.step_key == "page_ocr" and "pages done" in entry.user_message]
     assert [m.split(" pages done")[0] for m in messages] == ["1/2", "2/2"]
     assert all("pages/s" in m and "ETA" in m and "0 failures so far" in m for m in messages)
+
+
+def test_the_api_keys_appear_nowhere_in_the_dagster_event_log(corpus: Corpus, instance, gemini_emulator,
+                                                              monkeypatch) -> None:  # noqa: F811
+    from tests.fixtures.braintrust_capture import braintrust_capture
+
+    gemini_key, braintrust_key = "AIzaSENTINEL-dagster-event-log-0123456789", "sk-SENTINEL-dagster-event-log-987"
+    emulator = gemini_emulator(batch_latency_s=0.2)
+    monkeypatch.setenv("OCR_ASSETS_ENGINE", "gemini-batch")
+    monkeypatch.setenv("OCR_ASSETS_GEMINI__BASE_URL", emulator.url)
+    monkeypatch.setenv("OCR_ASSETS_EXECUTION__POLL_INTERVAL_SECONDS", "0.1")
+    monkeypatch.setenv("GEMINI_API_KEY", gemini_key)
+    monkeypatch.setenv("BRAINTRUST_API_KEY", braintrust_key)
+    with braintrust_capture() as capture:
+        monkeypatch.setenv("BRAINTRUST_APP_URL", capture.url)
+        assert materialize(instance, ["corpus_plan"]).success
+        start, end = instance.get_dynamic_partitions("books")[0], instance.get_dynamic_partitions("books")[-1]
+        assert materialize(instance, ["page_ocr", "book_courses"], tags={RANGE_START: start, RANGE_END: end}).success
+        instance.add_dynamic_partitions("books", ["TX:nowhere:1900"])
+        assert not materialize(instance, ["page_ocr"], partition_key="TX:nowhere:1900").success  # an error path
+        batch_id = open_store(corpus.settings).batches()[0].batch_id
+        ingest = defs.resolve_job_def("ingest_batch_job").execute_in_process(
+            instance=instance, run_config={"ops": {"ingest_batch": {"config": {"batch_id": batch_id}}}},
+            resources=default_resources())
+        assert ingest.success
+    assert emulator.state.request_log and capture.rows()  # both keys were in use
+    runs = instance.get_runs()
+    assert len(runs) == 4
+    for run in runs:
+        text = dg.serialize_value(run) + "".join(dg.serialize_value(e) for e in instance.all_logs(run.run_id))
+        assert gemini_key not in text and braintrust_key not in text, run.job_name
