@@ -181,3 +181,37 @@ def test_the_api_keys_appear_nowhere_in_the_dagster_event_log(corpus: Corpus, in
     for run in runs:
         text = dg.serialize_value(run) + "".join(dg.serialize_value(e) for e in instance.all_logs(run.run_id))
         assert gemini_key not in text and braintrust_key not in text, run.job_name
+
+
+GEMINI_JOB_SCRIPT = """
+import json, sys
+import dagster as dg
+from ocr_assets.definitions import defs
+from ocr_assets.defs.resources import default_resources
+with dg.instance_for_test() as instance:
+    assert dg.materialize(defs.assets, selection=["corpus_plan"], instance=instance,
+                          resources=default_resources()).success
+    result = defs.resolve_job_def("ocr_gemini_batch_job").execute_in_process(
+        instance=instance, partition_key="CA:Lincoln High:1901", raise_on_error=False)
+    print(json.dumps({"success": result.success, "rapidocr_loaded": "rapidocr_onnxruntime" in sys.modules}))
+"""
+
+
+def test_a_gemini_job_never_loads_the_local_model_even_when_the_settings_engine_is_local(
+    corpus: Corpus, gemini_emulator  # noqa: F811
+) -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    emulator = gemini_emulator(batch_latency_s=0.2)
+    assert corpus.settings.engine == "local"  # the file says local; the job says gemini-batch
+    env = {**os.environ, "OCR_ASSETS_GEMINI__BASE_URL": emulator.url, "GEMINI_API_KEY": "emulator-key",
+           "OCR_ASSETS_EXECUTION__POLL_INTERVAL_SECONDS": "0.1"}
+    env.pop("OCR_ASSETS_ENGINE", None)
+    done = subprocess.run([sys.executable, "-c", GEMINI_JOB_SCRIPT], env=env, capture_output=True, text=True,
+                          timeout=300, cwd=Path(__file__).resolve().parents[2])
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == {"success": True, "rapidocr_loaded": False}
+    assert {e.key.rsplit(":", 1)[0] for e in emulator.state.request_log} == {"CA:Lincoln High:1901"}
