@@ -81,10 +81,15 @@ class Progress(BaseModel):
         left = max(0, self.total - self.done)
         return 0.0 if left == 0 else (left / self.rate if self.rate > 0 else None)
 
+    @property
+    def eta_text(self) -> str:
+        """`45s`, `16m40s`, `2h05m`, or `unknown` before the first page is done."""
+        return "unknown" if self.eta_s is None else _duration(self.eta_s)
+
     def line(self) -> str:
         """`12/48 pages done (25%), 0.80 pages/s, ETA 45s, 1 failure so far`."""
         percent = 100 * self.done // self.total if self.total else 100
-        eta = "unknown" if self.eta_s is None else _duration(self.eta_s)
+        eta = self.eta_text
         failures = f"{self.failures} failure{'' if self.failures == 1 else 's'} so far"
         return f"{self.done}/{self.total} pages done ({percent}%), {self.rate:.2f} pages/s, ETA {eta}, {failures}"
 

@@ -33,9 +33,8 @@ def progress_bar(console: Console, description: str) -> Iterator[ProgressCallbac
             for alert in progress.alerts[alerts_shown:]:
                 bar.console.print(f"[yellow]alert:[/yellow] {escape(alert)}")
             alerts_shown = len(progress.alerts)
-            eta = progress.eta_s
             bar.update(task, completed=progress.done, total=progress.total, failures=progress.failures,
-                       rate=f"{progress.rate:.2f} pages/s", eta="…" if eta is None else f"{eta:.0f}s")
+                       rate=f"{progress.rate:.2f} pages/s", eta=progress.eta_text)
 
         yield update
 
