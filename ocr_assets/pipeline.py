@@ -12,6 +12,7 @@ import functools
 import logging
 import os
 import socket
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -59,6 +60,65 @@ class RunSummary(BaseModel):
     fatal: int = 0
     blocked: int = 0
     batches: list[str] = Field(default_factory=list)
+
+
+class Progress(BaseModel):
+    """Where a run stands after a wave (synchronous engines) or a tick (Gemini batch): for logs and bars.
+
+    `done` counts the pages of this run that reached a terminal status, out of the `total` it set out to
+    finish; `failures` counts failed attempts so far (retryable or fatal).
+    """
+
+    done: int
+    total: int
+    failures: int = 0
+    elapsed_s: float = 0.0
+    alerts: list[str] = Field(default_factory=list)  # batch integrity alerts so far (Gemini batch)
+
+    @property
+    def rate(self) -> float:
+        """Pages done per second so far."""
+        return self.done / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+    @property
+    def eta_s(self) -> float | None:
+        """Seconds left at the rate so far (None before the first page is done)."""
+        left = max(0, self.total - self.done)
+        return 0.0 if left == 0 else (left / self.rate if self.rate > 0 else None)
+
+    @property
+    def eta_text(self) -> str:
+        """`45s`, `16m40s`, `2h05m`, or `unknown` before the first page is done."""
+        return "unknown" if self.eta_s is None else _duration(self.eta_s)
+
+    def line(self) -> str:
+        """`12/48 pages done (25%), 0.80 pages/s, ETA 45s, 1 failure so far`."""
+        percent = 100 * self.done // self.total if self.total else 100
+        eta = self.eta_text
+        failures = f"{self.failures} failure{'' if self.failures == 1 else 's'} so far"
+        return f"{self.done}/{self.total} pages done ({percent}%), {self.rate:.2f} pages/s, ETA {eta}, {failures}"
+
+
+ProgressCallback = Callable[[Progress], None]
+# Runs driven inside another program (a Dagster run in `ocr-assets demo`'s process) publish their progress
+# here too, each record carrying its `Progress` as `record.progress`: that program's progress bar listens.
+progress_log = logging.getLogger("ocr_assets.progress")
+progress_log.propagate = False  # only its listeners want these lines; the run log gets them from the asset
+
+
+def publish_progress(progress: Progress) -> None:
+    progress_log.info("%s", progress.line(), extra={"progress": progress})
+
+
+def _duration(seconds: float) -> str:
+    seconds = round(seconds)
+    if seconds < 60:
+        return f"{seconds}s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes}m{seconds:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"
 
 
 def open_store(settings: Settings) -> RecordStore:
@@ -296,12 +356,18 @@ class Pipeline:
         wave_size: int | None = None,
         limit: int | None = None,
         prompt_version: str | None = None,
-        on_wave: Callable[[RunSummary, ApplySummary], None] | None = None,
+        on_progress: ProgressCallback | None = None,
     ) -> RunSummary:
-        """Drive the selected books (or all) to terminal: waves of runnable records across books."""
+        """Drive the selected books (or all) to terminal: waves of runnable records across books.
+
+        `on_progress` gets a `Progress` after every wave.
+        """
         wave_size = wave_size or self.settings.execution.batch_size_limit
         summary = RunSummary()
         self.recover_orphans()
+        total = self.store.unfinished_count(books) if on_progress else 0
+        total = total if limit is None else min(total, limit)
+        started = time.monotonic()
         while limit is None or summary.attempted < limit:
             size = wave_size if limit is None else min(wave_size, limit - summary.attempted)
             records = self.store.runnable(size, books=books)
@@ -318,6 +384,8 @@ class Pipeline:
             summary.retryable += len(applied.retryable)
             summary.fatal += len(applied.fatal)
             summary.blocked += applied.blocked
-            if on_wave:
-                on_wave(summary, applied)
+            if on_progress:
+                done = min(total, summary.succeeded + summary.fatal + summary.blocked)
+                on_progress(Progress(done=done, total=total, failures=summary.retryable + summary.fatal,
+                                     elapsed_s=time.monotonic() - started))
         return summary

@@ -1,4 +1,4 @@
-"""Plain domain functions behind the Dagster layer: per-page tables, course tables, check verdicts.
+"""Plain domain functions behind the Dagster layer: running books, per-page tables, check verdicts.
 
 Nothing here imports dagster. The assets, checks and sensors in `ocr_assets/defs/` read their
 resources, call these and turn the results into metadata; every branch worth a test lives here.
@@ -6,9 +6,7 @@ resources, call these and turn the results into metadata; every branch worth a t
 
 from __future__ import annotations
 
-import json
 import os
-import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
@@ -17,35 +15,61 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from ocr_assets.course_tables import PREVIEW_ROWS, TABLES_DIR, replace_atomically
 from ocr_assets.engines.base import SyncEngine
 from ocr_assets.keys import BookKey, RecordKey
 from ocr_assets.outputs import file_sha256, read_output
-from ocr_assets.pipeline import Pipeline, RunSummary
+from ocr_assets.pipeline import Pipeline, Progress, ProgressCallback, RunSummary, publish_progress
 from ocr_assets.schema import OcrPageResult
+from ocr_assets.settings import FilterSettings
 from ocr_assets.store import RecordRow, RecordStatus, RecordStore
 
-PREVIEW_ROWS = 50
-# Derived tables live under this folder of output_root; a leading '_' can never be a state name.
-TABLES_DIR = "_tables"
-COURSES_DUCKDB = "courses.duckdb"
 CONTENT_TYPES_WITH_COURSES = ("course_listing",)
 
-PAGE_COLUMNS = ("page", "upstream_page", "status", "attempts", "error", "tokens", "cost_usd", "output_path")
-COURSE_PREVIEW_COLUMNS = ("page", "course_name", "department", "level", "term", "instructors")
+PAGE_COLUMNS = ("page", "upstream_page", "status", "failed", "attempts", "error", "tokens", "cost_usd",
+                "output_path")
+FAILED_STATUSES = (str(RecordStatus.FATAL_FAILURE), str(RecordStatus.BLOCKED), str(RecordStatus.RETRYABLE_FAILURE))
 
 
 # -- running -----------------------------------------------------------------------------------
 
 
+class BookNotPlanned(ValueError):
+    """A partition names a book the record store's plan does not hold (a typo, or a book never planned)."""
+
+
+def require_planned(store: RecordStore, books: Sequence[str]) -> None:
+    """Raise `BookNotPlanned` naming every book of `books` that is not in the plan."""
+    planned = set(store.counts_by_book(books))
+    missing = [book for book in books if book not in planned]
+    if missing:
+        raise BookNotPlanned(
+            f"book not in the plan: {', '.join(missing[:20])}" + (f" (+{len(missing) - 20} more)" if len(missing) > 20 else "")
+            + ". `ocr-assets status` lists the planned books; `ocr-assets plan` (or materializing corpus_plan) "
+            "adds new ones from the corpus.")
+
+
 def drive_books(
-    pipeline: Pipeline, books: Sequence[str], *, sync_engine: SyncEngine | None = None
+    pipeline: Pipeline, books: Sequence[str], *, sync_engine: SyncEngine | None = None,
+    on_progress: ProgressCallback | None = None,
 ) -> RunSummary:
-    """Drive `books` to terminal: with an already-loaded synchronous engine, else the configured one."""
+    """Drive `books` to terminal: with an already-loaded synchronous engine, else the configured one.
+
+    Every book must be in the plan (`BookNotPlanned`): an unknown partition must fail, not pass with 0 pages.
+    Progress goes to `on_progress` and to `ocr_assets.pipeline.progress_log`.
+    """
+    require_planned(pipeline.store, books)
+
+    def report(progress: Progress) -> None:
+        publish_progress(progress)
+        if on_progress is not None:
+            on_progress(progress)
+
     if sync_engine is not None:
-        return pipeline.run_sync(sync_engine, books=list(books))
+        return pipeline.run_sync(sync_engine, books=list(books), on_progress=report)
     from ocr_assets.engines.factory import drive
 
-    return drive(pipeline, books=list(books))
+    return drive(pipeline, books=list(books), on_progress=report)
 
 
 def books_of_keys(keys: Iterable[str]) -> list[str]:
@@ -56,6 +80,56 @@ def books_of_keys(keys: Iterable[str]) -> list[str]:
 def batch_books(store: RecordStore, batch_ids: Sequence[str]) -> dict[str, list[str]]:
     """batch id → every book with a record in it (what an ingest run reports materializations for)."""
     return {batch_id: books_of_keys(keys) for batch_id, keys in store.batch_keys(batch_ids).items()}
+
+
+# -- book discovery ----------------------------------------------------------------------------
+
+
+def book_folders(allow_list_root: Path, filters: FilterSettings) -> list[str]:
+    """The books `state/school/year` folders of the allow-list tree name (the filters applied), sorted.
+
+    Lists folders only, three levels deep, never a page file: at corpus scale (1M pages) this is a few
+    thousand directory reads, where a re-plan reads every allow-list file. Odd names are left to the
+    plan run, which reports them.
+    """
+    def folders(path: str) -> list[os.DirEntry[str]]:
+        try:
+            return [e for e in os.scandir(path) if e.is_dir() and not e.name.startswith(".")]
+        except OSError:
+            return []
+
+    found = []
+    for state in folders(str(allow_list_root)):
+        for school in folders(state.path):
+            for year in folders(school.path):
+                if year.name.isascii() and year.name.isdigit() and filters.admits(state.name, school.name,
+                                                                                  int(year.name)):
+                    found.append(f"{state.name}:{school.name}:{int(year.name)}")
+    return sorted(found)
+
+
+class BookDiscovery(BaseModel):
+    """What a discovery tick found: folders the plan lacks, and planned books Dagster has no partition for."""
+
+    folders: int
+    unplanned: list[str]
+    unregistered: list[str]
+
+    @property
+    def plan_run_key(self) -> str:
+        """Names the unplanned set: one plan run per new set of folders, however many ticks see it."""
+        import hashlib
+
+        return "plan:" + hashlib.sha256("\n".join(self.unplanned).encode()).hexdigest()[:16]
+
+
+def discover_books(store: RecordStore, allow_list_root: Path, filters: FilterSettings,
+                   partitions: Iterable[str]) -> BookDiscovery:
+    """Compare the corpus's book folders and the plan's books with the known partitions (two cheap reads)."""
+    planned = set(store.books())
+    folders = book_folders(allow_list_root, filters)
+    return BookDiscovery(folders=len(folders), unplanned=[book for book in folders if book not in planned],
+                         unregistered=sorted(planned - set(partitions)))
 
 
 # -- per-page tables ---------------------------------------------------------------------------
@@ -76,6 +150,7 @@ def page_rows(records: Sequence[RecordRow], output_root: Path | None = None) -> 
                 "page": r.page,
                 "upstream_page": RecordKey.parse(r.upstream_key).page if r.upstream_key else None,
                 "status": str(r.status),
+                "failed": str(r.status) in FAILED_STATUSES,
                 "attempts": r.attempts,
                 "error": (error or "")[:300],
                 "tokens": r.prompt_tokens + r.output_tokens,
@@ -98,17 +173,45 @@ def _relative(path: str | None, root: Path | None) -> str:
 
 
 def preview(rows: Sequence[dict[str, Any]], limit: int = PREVIEW_ROWS) -> list[dict[str, Any]]:
-    """At most `limit` page rows, failures first, shown in page order."""
-    if len(rows) <= limit:
-        return list(rows)
-    ranked = sorted(range(len(rows)), key=lambda i: (rows[i]["status"] == str(RecordStatus.SUCCESS), i))
-    return [rows[i] for i in sorted(ranked[:limit])]
+    """The first `limit` page rows, in page (chain) order; the full table is linked beside them."""
+    return list(rows[:limit])
+
+
+def failed_pages(rows: Sequence[dict[str, Any]], limit: int = PREVIEW_ROWS) -> str:
+    """`3 (FATAL_FAILURE), 4 (BLOCKED)`: every failed page of a table, so none hides past the preview."""
+    failed = [f"{row['page']} ({row['status']})" for row in rows if row["failed"]]
+    more = f" … and {len(failed) - limit} more" if len(failed) > limit else ""
+    return ", ".join(failed[:limit]) + more
+
+
+def page_table_path(output_root: Path, book: str) -> Path:
+    key = BookKey.parse(book)
+    return Path(output_root, TABLES_DIR, "pages", key.state, key.school, f"{key.year}.csv")
+
+
+def write_page_table(output_root: Path, book: str, rows: Sequence[dict[str, Any]]) -> Path:
+    """The book's full page table as CSV (atomically), the file its ≤ 50-row preview links to."""
+    import csv
+    import io
+
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=PAGE_COLUMNS, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    path = page_table_path(output_root, book)
+    replace_atomically(path, lambda tmp: tmp.write_text(buffer.getvalue(), encoding="utf-8"))
+    return path
 
 
 def status_counts(records: Iterable[RecordRow]) -> dict[str, int]:
     """Count per status, every status present (zeros included) in the store's order."""
     found = Counter(str(r.status) for r in records)
     return {str(s): found.get(str(s), 0) for s in RecordStatus}
+
+
+def nonzero(counts: dict[str, int | float]) -> dict[str, int | float]:
+    """The counts a reader needs: the non-zero ones (seven zero counters are noise)."""
+    return {name: n for name, n in counts.items() if n}
 
 
 class BookReport(BaseModel):
@@ -122,6 +225,7 @@ class BookReport(BaseModel):
     rows: list[dict[str, Any]]
     fatal_keys: list[str]
     blocked_keys: list[str]
+    full_table: Path | None = None  # the whole page table as CSV (the metadata shows ≤ 50 rows)
 
     @property
     def complete(self) -> bool:
@@ -142,8 +246,13 @@ def book_report(book: str, records: Sequence[RecordRow], output_root: Path | Non
 
 
 def book_reports(store: RecordStore, books: Sequence[str], output_root: Path | None = None) -> list[BookReport]:
-    """Reports for `books` in the given order (one store read per book)."""
-    return [book_report(book, store.records(book=book), output_root) for book in books]
+    """Reports for `books` in the given order (one store read per book); with `output_root`, each book's
+    full page table is written under it too (`BookReport.full_table`)."""
+    reports = [book_report(book, store.records(book=book), output_root) for book in books]
+    if output_root is not None:
+        for report in reports:
+            report.full_table = write_page_table(output_root, report.book, report.rows)
+    return reports
 
 
 def fatal_message(reports: Sequence[BookReport], store: RecordStore | None = None, limit: int = 20) -> str | None:
@@ -174,181 +283,6 @@ def fatal_message(reports: Sequence[BookReport], store: RecordStore | None = Non
 def _key_order(key: str) -> tuple[str, int]:
     book, _, page = key.rpartition(":")
     return book, int(page) if page.isdigit() else 0
-
-
-# -- course tables -----------------------------------------------------------------------------
-
-
-def _course_schema():
-    import pyarrow as pa
-
-    return pa.schema(
-        [
-            ("key", pa.string()), ("book", pa.string()), ("state", pa.string()), ("school", pa.string()),
-            ("year", pa.int32()), ("page", pa.int32()), ("course_index", pa.int32()),
-            ("course_name", pa.string()), ("department", pa.string()), ("level", pa.string()),
-            ("term", pa.string()), ("description", pa.string()),
-            ("topics", pa.list_(pa.string())), ("instructors", pa.list_(pa.string())),
-            ("textbooks", pa.list_(pa.struct([("title", pa.string()), ("author", pa.string())]))),
-            ("school_name", pa.string()), ("catalog_year", pa.string()), ("academic_year", pa.string()),
-            ("content_type", pa.string()), ("output_path", pa.string()),
-        ]
-    )
-
-
-def flatten_result(record: RecordRow, result: OcrPageResult) -> list[dict[str, Any]]:
-    """One row per course on the page, with the page's book, school and catalog fields."""
-    rows = []
-    for index, course in enumerate(result.courses):
-        rows.append(
-            {
-                "key": record.key, "book": record.book, "state": record.state, "school": record.school,
-                "year": record.year, "page": record.page, "course_index": index,
-                "course_name": course.course_name, "department": course.department, "level": course.level,
-                "term": course.term, "description": course.description, "topics": list(course.topics),
-                "instructors": list(course.instructors),
-                "textbooks": [{"title": t.title, "author": t.author} for t in course.textbooks],
-                "school_name": result.school_name,
-                "catalog_year": None if result.catalog_year is None else str(result.catalog_year),
-                "academic_year": result.academic_year, "content_type": result.page_info.content_type,
-                "output_path": record.output_path,
-            }
-        )
-    return rows
-
-
-def flatten_courses(records: Sequence[RecordRow]) -> list[dict[str, Any]]:
-    """Courses of every SUCCESS record's output, in page order (unreadable outputs are skipped)."""
-    rows: list[dict[str, Any]] = []
-    for record in sorted(records, key=lambda r: (r.book, r.page)):
-        if record.status != RecordStatus.SUCCESS or not record.output_path:
-            continue
-        try:
-            result = read_output(Path(record.output_path))
-        except (OSError, ValueError):
-            continue  # the schema check reports it; a table build must not die on one page
-        rows.extend(flatten_result(record, result))
-    return rows
-
-
-def book_table_paths(output_root: Path, book: str) -> tuple[Path, Path]:
-    """(parquet, jsonl) paths of one book's course table."""
-    key = BookKey.parse(book)
-    folder = Path(output_root, TABLES_DIR, "book_courses", key.state, key.school)
-    return folder / f"{key.year}.parquet", folder / f"{key.year}.jsonl"
-
-
-def corpus_table_paths(output_root: Path) -> tuple[Path, Path]:
-    """(duckdb, parquet) paths of the corpus course table."""
-    return Path(output_root, COURSES_DUCKDB), Path(output_root, TABLES_DIR, "courses.parquet")
-
-
-def _replace_atomically(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        os.unlink(tmp)  # writers below create the file themselves
-        write(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        for leftover in (tmp, tmp + ".wal"):
-            try:
-                os.unlink(leftover)
-            except FileNotFoundError:
-                pass
-        raise
-
-
-def _sql_str(path: Path) -> str:
-    return "'" + str(path).replace("'", "''") + "'"
-
-
-def write_book_courses(output_root: Path, book: str, rows: Sequence[dict[str, Any]]) -> tuple[Path, Path]:
-    """Write one book's course rows as Parquet and JSONL (atomically); returns both paths."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    parquet_path, jsonl_path = book_table_paths(output_root, book)
-    table = pa.Table.from_pylist(list(rows), schema=_course_schema())
-    _replace_atomically(parquet_path, lambda p: pq.write_table(table, p))
-    text = "".join(json.dumps(row, ensure_ascii=False, sort_keys=True) + "\n" for row in rows)
-    _replace_atomically(jsonl_path, lambda p: p.write_text(text, encoding="utf-8"))
-    return parquet_path, jsonl_path
-
-
-class BookCourses(BaseModel):
-    book: str
-    rows: list[dict[str, Any]]
-    parquet_path: Path
-    jsonl_path: Path
-    pages_with_courses: int
-
-
-def build_book_courses(store: RecordStore, output_root: Path, book: str) -> BookCourses:
-    """Flatten one book's outputs into its course table files."""
-    rows = flatten_courses(store.records(book=book, status=RecordStatus.SUCCESS))
-    parquet_path, jsonl_path = write_book_courses(output_root, book, rows)
-    return BookCourses(
-        book=book, rows=rows, parquet_path=parquet_path, jsonl_path=jsonl_path,
-        pages_with_courses=len({row["page"] for row in rows}),
-    )
-
-
-def course_preview(rows: Sequence[dict[str, Any]], limit: int = PREVIEW_ROWS) -> list[dict[str, Any]]:
-    return [
-        {
-            "page": row["page"], "course_name": row["course_name"], "department": row["department"] or "",
-            "level": row["level"] or "", "term": row["term"] or "", "instructors": ", ".join(row["instructors"]),
-        }
-        for row in rows[:limit]
-    ]
-
-
-class CorpusCourses(BaseModel):
-    rows: int
-    books: int
-    duckdb_path: Path
-    parquet_path: Path
-    by_department: list[dict[str, Any]]
-    preview: list[dict[str, Any]]
-
-
-def build_corpus_courses(output_root: Path) -> CorpusCourses:
-    """Union every book's course Parquet into `courses` in its own DuckDB file, plus a Parquet export.
-
-    The record store's DuckDB file is never opened here: the corpus table lives in a separate file
-    (written to a temp name and renamed, so a reader holding the old file is never blocked).
-    """
-    import duckdb
-    import pyarrow as pa
-
-    duckdb_path, parquet_path = corpus_table_paths(output_root)
-    files = sorted(str(p) for p in Path(output_root, TABLES_DIR, "book_courses").glob("*/*/*.parquet"))
-    source = "read_parquet(?, union_by_name = true)" if files else "empty_courses"
-    stats: dict[str, Any] = {}
-
-    def write_db(path: Path) -> None:
-        con = duckdb.connect(str(path))
-        try:
-            con.register("empty_courses", pa.Table.from_pylist([], schema=_course_schema()))
-            con.execute(f"CREATE TABLE courses AS SELECT * FROM {source} ORDER BY book, page, course_index",
-                        [files] if files else [])
-            stats["rows"], stats["books"] = con.execute("SELECT count(*), count(DISTINCT book) FROM courses").fetchall()[0]
-            stats["by_department"] = con.sql(
-                "SELECT coalesce(department, '(none)') AS department, count(*) AS courses, count(DISTINCT book) "
-                f"AS books FROM courses GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT {PREVIEW_ROWS}"
-            ).to_arrow_table().to_pylist()
-            stats["preview"] = con.sql(f"SELECT * FROM courses LIMIT {PREVIEW_ROWS}").to_arrow_table().to_pylist()
-            _replace_atomically(parquet_path, lambda p: con.execute(f"COPY courses TO {_sql_str(p)} (FORMAT parquet)"))
-        finally:
-            con.close()
-
-    _replace_atomically(duckdb_path, write_db)
-    return CorpusCourses(
-        rows=stats["rows"], books=stats["books"], duckdb_path=duckdb_path, parquet_path=parquet_path,
-        by_department=stats["by_department"], preview=course_preview(stats["preview"]),
-    )
 
 
 # -- check verdicts ----------------------------------------------------------------------------
@@ -463,6 +397,15 @@ def is_remote_batch(engine: str) -> bool:
     from ocr_assets.engines.gemini.runner import ENGINE
 
     return engine == ENGINE
+
+
+def batch_engine_blocker(engine: str) -> str | None:
+    """Why the batch sensors must not act: they only serve `engine: gemini-batch` (a local corpus never goes to Gemini)."""
+    from ocr_assets.engines.gemini.runner import ENGINE
+
+    if engine != ENGINE:
+        return f"the configured engine is {engine!r}; the batch sensors act only when it is {ENGINE!r}"
+    return None
 
 
 def submit_blocker(store: RecordStore, max_concurrent_batches: int) -> str | None:

@@ -3,7 +3,9 @@ from pathlib import Path
 
 from ocr_assets.engines.base import PageFailure, PageOutcome, PageRequest, PageSuccess, TokenUsage
 from ocr_assets.outputs import file_sha256, read_output
-from ocr_assets.pipeline import Pipeline
+import pytest
+
+from ocr_assets.pipeline import Pipeline, Progress
 from ocr_assets.plan import build_plan
 from ocr_assets.schema import ErrorClass, OcrPageResult
 from ocr_assets.store import RecordStatus
@@ -149,3 +151,27 @@ def test_writing_outputs_sweeps_temp_files_a_killed_writer_left_but_not_fresh_on
     assert read_output(written[key].path).page_info.page_number == 3
     assert not stale.exists() and fresh.exists() and keep.exists()
     assert sorted(p.name for p in folder.iterdir()) == sorted([".4.json.in-flight.tmp", ".notes.txt", "3.json"])
+
+
+@pytest.mark.parametrize("progress, line", [
+    (Progress(done=0, total=48), "0/48 pages done (0%), 0.00 pages/s, ETA unknown, 0 failures so far"),
+    (Progress(done=12, total=48, failures=1, elapsed_s=15),
+     "12/48 pages done (25%), 0.80 pages/s, ETA 45s, 1 failure so far"),
+    (Progress(done=10, total=1010, failures=3, elapsed_s=10),
+     "10/1010 pages done (0%), 1.00 pages/s, ETA 16m40s, 3 failures so far"),
+    (Progress(done=5, total=5, elapsed_s=2), "5/5 pages done (100%), 2.50 pages/s, ETA 0s, 0 failures so far"),
+    (Progress(done=0, total=0), "0/0 pages done (100%), 0.00 pages/s, ETA 0s, 0 failures so far"),
+])
+def test_progress_reads_as_pages_done_rate_eta_and_failures(progress: Progress, line: str) -> None:
+    assert progress.line() == line
+
+
+def test_run_sync_reports_progress_after_every_wave_until_every_page_is_done(tmp_path: Path) -> None:
+    pipeline = _pipeline(tmp_path)
+    seen: list[Progress] = []
+    engine = ScriptedEngine(fail={"CA:ucla:1900:1": ["http_503"], "CA:ucla:1900:5": ["fatal"]})
+    summary = pipeline.run_sync(engine, on_progress=seen.append)
+    assert len(seen) == summary.waves and {p.total for p in seen} == {7}
+    assert [p.done for p in seen] == sorted(p.done for p in seen)  # never goes backwards
+    assert seen[-1].done == 7  # 5 SUCCESS + 1 FATAL + 1 BLOCKED: every page terminal
+    assert seen[0].failures == 2 and seen[-1].failures == 2  # the retry and the fatal page, counted once each

@@ -26,12 +26,19 @@ QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 DEMO_SETTINGS = Path("data/state/demo_settings.yaml")
 ENGINES = ("local", "gemini-batch", "gemini-realtime")
 # The instance the demo creates when DAGSTER_HOME has none (the repo ships dagster_home/dagster.yaml).
-MINIMAL_INSTANCE = """# Created by `ocr-assets demo`.
+MINIMAL_INSTANCE = """# Created by `ocr-assets demo` (the repo's dagster_home/dagster.yaml explains each line).
 run_coordinator:
   module: dagster._core.run_coordinator
   class: QueuedRunCoordinator
-  config:
+concurrency:
+  runs:
     max_concurrent_runs: 2
+    tag_concurrency_limits:
+      - key: ocr_assets/engine
+        value: local
+        limit: 1
+  pools:
+    default_limit: 1
 telemetry:
   enabled: false
 """
@@ -169,7 +176,7 @@ def _run_through_dagster() -> list[str]:
     failures: list[str] = []
 
     def materialize(selection: list[str], tags: dict[str, str] | None = None) -> None:
-        with console.status(f"materializing {', '.join(selection)}…"):
+        with _watching(selection):
             result = dg.materialize([*defs.assets, *defs.asset_checks], selection=selection, instance=instance,
                                     resources=defs.resources, tags=tags or {}, raise_on_error=False,
                                     run_config=QUIET)
@@ -182,9 +189,23 @@ def _run_through_dagster() -> list[str]:
     wanted = open_store(load_settings()).books()
     for start, end in contiguous_ranges(instance.get_dynamic_partitions("books"), wanted):
         materialize(["page_ocr", "book_courses"], {"dagster/asset_partition_range_start": start,
-                                                   "dagster/asset_partition_range_end": end})
+                                                   "dagster/asset_partition_range_end": end,
+                                                   "ocr_assets/engine": load_settings().engine})
     materialize(["courses"])
     return failures
+
+
+@contextmanager
+def _watching(selection: list[str]) -> Iterator[None]:
+    """A progress bar while page_ocr drives pages (its run publishes progress in this process), else a spinner."""
+    if "page_ocr" not in selection:
+        with console.status(f"materializing {', '.join(selection)}…"):
+            yield
+        return
+    from ocr_assets.cli.progress import progress_bar, published_progress
+
+    with progress_bar(console, "page_ocr") as on_progress, published_progress(on_progress):
+        yield
 
 
 def _failure_messages(result: Any) -> list[str]:
@@ -199,7 +220,7 @@ def _failure_messages(result: Any) -> list[str]:
 
 def _summary(config: Path, home: Path, failures: list[str]) -> None:
     from ocr_assets.pipeline import open_store
-    from ocr_assets.reports import corpus_table_paths
+    from ocr_assets.course_tables import corpus_table_paths
     from ocr_assets.settings import load_settings
 
     settings = load_settings(config)

@@ -27,6 +27,7 @@ from ocr_assets.cli.common import (
     selected_books,
     table,
 )
+from ocr_assets.cli.progress import progress_bar
 from ocr_assets.engines.base import EngineMisconfigured
 from ocr_assets.engines.factory import EngineUnavailable, drive, make_batch_client
 from ocr_assets.pipeline import Pipeline
@@ -107,19 +108,8 @@ def run(
         return
     console.print(f"running {todo if limit is None else min(todo, limit)} records with [bold]{chosen}[/bold]")
 
-    def on_progress(progress) -> None:
-        if hasattr(progress, "active_batches"):
-            console.print(f"tick {progress.tick}: {progress.terminal}/{progress.total} terminal, "
-                          f"{progress.active_batches} batches in flight, ${progress.cost_usd:.4f}, "
-                          f"{progress.elapsed_s:.0f}s")
-            for alert in progress.alerts[-1:]:
-                console.print(f"[yellow]alert:[/yellow] {escape(alert)}")
-        else:
-            console.print(f"wave: {progress.attempted} attempted, {progress.succeeded} succeeded, "
-                          f"{progress.fatal} fatal")
-
     with friendly_errors(EngineMisconfigured, code=2, after="the wave's records are back as they were"), \
-            friendly_errors(EngineUnavailable, PromptError):
+            friendly_errors(EngineUnavailable, PromptError), progress_bar(console, chosen) as on_progress:
         try:
             summary = drive(pipeline, books=books, limit=limit, on_progress=on_progress)
         except KeyboardInterrupt:

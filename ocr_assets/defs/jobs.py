@@ -5,15 +5,25 @@ from collections.abc import Sequence
 
 import dagster as dg
 
-from ocr_assets.defs.assets import book_courses, book_courses_metadata, page_metadata, page_ocr, table
+from ocr_assets.defs.assets import (
+    ENGINE_TAG,
+    book_courses,
+    book_courses_metadata,
+    courses,
+    courses_metadata,
+    page_metadata,
+    page_ocr,
+    table,
+)
+from ocr_assets.defs.checks import check_evaluations
 from ocr_assets.defs.partitions import add_missing_books, books
 from ocr_assets.defs.resources import GeminiResource, RecordStoreResource, SettingsResource, TrackerResource, make_pipeline
 from ocr_assets.operations import batch_records_table
-from ocr_assets.reports import book_reports, build_book_courses, ingest_finished_batch, submit_batches
+from ocr_assets.course_tables import build_book_courses, build_corpus_courses
+from ocr_assets.reports import book_reports, ingest_finished_batch, submit_batches
 from ocr_assets.settings import Settings
 from ocr_assets.store import RecordStore
 
-ENGINE_TAG = "ocr_assets/engine"
 BATCH_TAG = "ocr_assets/batch_id"
 BOOKS_TAG = "ocr_assets/books"
 BATCH_RECORD_COLUMNS = ("key", "status", "error", "attempt")
@@ -28,6 +38,11 @@ def _ocr_job(name: str, engine: str, description: str, **kwargs):
     )
 
 
+plan_corpus_job = dg.define_asset_job(
+    "plan_corpus_job", selection=dg.AssetSelection.assets("corpus_plan"),
+    description="Plan the corpus: add new books and pages to the record store and the books partitions "
+                "(launched by book_discovery_sensor when it sees new book folders).")
+
 # In-process: the local model loads once per run instead of once per step process.
 ocr_local_job = _ocr_job("ocr_local_job", "local", "OCR the selected books with the local model.",
                          executor_def=dg.in_process_executor)
@@ -38,7 +53,10 @@ ocr_gemini_realtime_job = _ocr_job("ocr_gemini_realtime_job", "gemini-realtime",
 
 
 def report_books(context: dg.OpExecutionContext, store: RecordStore, settings: Settings, keys: Sequence[str]) -> None:
-    """Report page_ocr + book_courses materializations for books changed outside an asset run."""
+    """Report what an asset run would have for books changed outside one: page_ocr + book_courses
+    materializations, the asset checks' verdicts on those books, and a fresh `courses` corpus table."""
+    if not keys:
+        return
     add_missing_books(context.instance, list(keys))  # a partition never added is accepted silently
     for report in book_reports(store, list(keys), settings.paths.output_root):
         context.log_event(dg.AssetMaterialization(asset_key=page_ocr.key, partition=report.book,
@@ -46,6 +64,10 @@ def report_books(context: dg.OpExecutionContext, store: RecordStore, settings: S
         built = build_book_courses(store, settings.paths.output_root, report.book)
         context.log_event(dg.AssetMaterialization(asset_key=book_courses.key, partition=report.book,
                                                   metadata=book_courses_metadata(built)))
+    for evaluation in check_evaluations(store, settings, list(keys)):
+        context.log_event(evaluation)
+    corpus = build_corpus_courses(settings.paths.output_root)  # keeps `courses` current in the sensor flow
+    context.log_event(dg.AssetMaterialization(asset_key=courses.key, metadata=courses_metadata(corpus)))
 
 
 @dg.op(name="submit_batches")

@@ -72,7 +72,11 @@ def gemini_resource(base_url: str | None = None) -> GeminiResource:
 
 
 class LocalInferenceResource(dg.ConfigurableResource):
-    """The local OCR model (CPU/GPU), loaded once per run process; unset fields come from settings.local."""
+    """The local OCR model (CPU/GPU), loaded on first use and kept for the run; unset fields come from settings.local.
+
+    Nothing loads at setup: only page_ocr knows the run's engine (run config over settings), and a Gemini
+    run must never pay for the model.
+    """
 
     settings: SettingsResource
     device: str | None = None
@@ -87,11 +91,6 @@ class LocalInferenceResource(dg.ConfigurableResource):
                                        "engine": self.engine, "model_dir": self.model_dir}.items() if v}
         local = settings.local.model_validate({**settings.local.model_dump(), **overrides})
         return settings.model_copy(update={"local": local})
-
-    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
-        # Load eagerly only when local is the configured engine: a Gemini run never pays for the model.
-        if self.settings.load().engine == "local":
-            self.get()
 
     def get(self) -> LocalInference:
         """The loaded engine (built and loaded on first use, then reused for the whole run)."""

@@ -2,11 +2,17 @@
 
 import dagster as dg
 
-from ocr_assets.defs.jobs import BATCH_TAG, BOOKS_TAG, ingest_batch_job, submit_batches_job
+from ocr_assets.defs.jobs import BATCH_TAG, BOOKS_TAG, ingest_batch_job, plan_corpus_job, submit_batches_job
 from ocr_assets.defs.partitions import books
 from ocr_assets.defs.resources import GeminiResource, RecordStoreResource, SettingsResource, TrackerResource, make_pipeline
-from ocr_assets.plan import build_plan
-from ocr_assets.reports import batch_books, poll_batches, stuck_batch_alerts, submit_blocker
+from ocr_assets.reports import (
+    batch_books,
+    batch_engine_blocker,
+    discover_books,
+    poll_batches,
+    stuck_batch_alerts,
+    submit_blocker,
+)
 
 def _sensor(**kwargs):
     """`dg.sensor` whose UI description is the function's docstring (as for assets); STOPPED by default."""
@@ -17,28 +23,35 @@ IN_PROGRESS = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.D
                dg.DagsterRunStatus.STARTED]
 
 
-@_sensor(minimum_interval_seconds=300)
+@_sensor(job=plan_corpus_job, minimum_interval_seconds=300)
 def book_discovery_sensor(
     context: dg.SensorEvaluationContext, settings: SettingsResource, store: RecordStoreResource
 ) -> dg.SensorResult | dg.SkipReason:
-    """Re-plan the corpus and add a `books` partition for every new book (never removes one)."""
+    """Launch a plan run when book folders appear that the plan lacks, and add a `books` partition for every
+    planned book the instance lacks (never removes one). The tick lists folders only; the run reads files."""
     config = settings.load()
-    record_store = store.open()
-    plan = build_plan(record_store, config.paths.images_root, config.paths.allow_list_root, config.filters)
-    known = set(context.instance.get_dynamic_partitions(books.name))
-    new = sorted(set(record_store.books()) - known)  # idempotent: only books the instance lacks
-    if not new:
-        return dg.SkipReason(f"no new books ({plan.books_found} found, {len(known)} known)")
-    context.log.info(f"adding {len(new)} book partition(s): {', '.join(new[:20])}")
-    return dg.SensorResult(dynamic_partitions_requests=[books.build_add_request(new)])
+    known = context.instance.get_dynamic_partitions(books.name)
+    found = discover_books(store.open(), config.paths.allow_list_root, config.filters, known)
+    if not found.unplanned and not found.unregistered:
+        return dg.SkipReason(f"no new books ({found.folders} book folders, {len(known)} partitions)")
+    requests = []
+    if found.unplanned:  # planning reads every allow-list file: a run's work, not a tick's
+        context.log.info(f"{len(found.unplanned)} book folder(s) not in the plan: {', '.join(found.unplanned[:20])}")
+        requests.append(dg.RunRequest(run_key=found.plan_run_key,
+                                      tags={BOOKS_TAG: ",".join(found.unplanned)[:2000]}))
+    additions = [books.build_add_request(found.unregistered)] if found.unregistered else []
+    if found.unregistered:
+        context.log.info(f"adding {len(found.unregistered)} book partition(s): {', '.join(found.unregistered[:20])}")
+    return dg.SensorResult(run_requests=requests, dynamic_partitions_requests=additions)
 
 
 @_sensor(job=submit_batches_job, minimum_interval_seconds=30)
 def batch_submit_sensor(
     context: dg.SensorEvaluationContext, settings: SettingsResource, store: RecordStoreResource
 ) -> dg.RunRequest | dg.SkipReason:
-    """Launch a submit run when runnable records and free Gemini batch slots exist (cross-book waves)."""
-    blocker = submit_blocker(store.open(), settings.load().execution.max_concurrent_batches)
+    """Launch a submit run when the engine is gemini-batch and runnable records and free batch slots exist."""
+    config = settings.load()
+    blocker = batch_engine_blocker(config.engine) or submit_blocker(store.open(), config.execution.max_concurrent_batches)
     if blocker:
         return dg.SkipReason(blocker)
     waiting = context.instance.get_runs(
@@ -56,7 +69,10 @@ def batch_poll_sensor(
 ) -> dg.SensorResult | dg.SkipReason:
     """Poll every active batch (one cheap get each) and launch one ingest run per finished batch;
     batches pending or running past `gemini.stuck_batch_hours` are reported in the tick's log."""
-    pipeline = make_pipeline(gemini.configure(settings.load(engine="gemini-batch")), store, tracker)
+    config = settings.load()
+    if blocker := batch_engine_blocker(config.engine):
+        return dg.SkipReason(blocker)
+    pipeline = make_pipeline(gemini.configure(config), store, tracker)
     finished = poll_batches(pipeline, lambda: gemini.batch_client(pipeline))
     stuck = stuck_batch_alerts(pipeline)
     for line in stuck:

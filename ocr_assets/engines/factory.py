@@ -6,11 +6,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from ocr_assets.engines.base import SyncEngine
-from ocr_assets.pipeline import Pipeline, RunSummary
+from ocr_assets.pipeline import Pipeline, Progress, ProgressCallback, RunSummary
 from ocr_assets.settings import Settings
 
 if TYPE_CHECKING:
@@ -67,20 +67,27 @@ def drive(
     *,
     books: Sequence[str] | None = None,
     limit: int | None = None,
-    on_progress: Callable[[Any], None] | None = None,
+    on_progress: ProgressCallback | None = None,
 ) -> RunSummary:
     """Run the selected books (or everything) until every record is terminal.
 
-    `on_progress` gets the pipeline's `(RunSummary, ApplySummary)` per wave for synchronous engines,
-    and a `RunProgress` per tick for Gemini batch.
+    `on_progress` gets a `Progress` after every wave (synchronous engines) or poll tick (Gemini batch).
     """
     if pipeline.settings.engine == "gemini-batch":
-        from ocr_assets.engines.gemini.runner import run_batches
+        from ocr_assets.engines.gemini.runner import RunProgress, run_batches
 
-        result = run_batches(pipeline, make_batch_client(pipeline), books=books, limit=limit, on_tick=on_progress)
+        on_tick = None
+        if on_progress is not None:
+            unfinished = pipeline.store.unfinished_count(books)  # the pages this run sets out to finish
+
+            def on_tick(tick: RunProgress) -> None:
+                left = tick.total - tick.terminal
+                on_progress(Progress(done=max(0, unfinished - left), total=unfinished, failures=tick.failures,
+                                     elapsed_s=tick.elapsed_s, alerts=tick.alerts))
+
+        result = run_batches(pipeline, make_batch_client(pipeline), books=books, limit=limit, on_tick=on_tick)
         return RunSummary(
             waves=len(result.submitted), attempted=result.attempted, succeeded=result.succeeded,
             retryable=result.retryable, fatal=result.fatal, blocked=result.blocked, batches=result.submitted,
         )
-    on_wave = (lambda summary, applied: on_progress(summary)) if on_progress else None
-    return pipeline.run_sync(make_sync_engine(pipeline.settings), books=books, limit=limit, on_wave=on_wave)
+    return pipeline.run_sync(make_sync_engine(pipeline.settings), books=books, limit=limit, on_progress=on_progress)

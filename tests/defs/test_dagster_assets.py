@@ -50,17 +50,22 @@ def test_one_run_over_two_books_materializes_both_partitions_with_per_page_table
     rows = table_rows(ny["page_table"])
     assert [(r["page"], r["upstream_page"], r["status"]) for r in rows] == [
         (1, None, "SUCCESS"), (2, 1, "SUCCESS"), (4, None, "SUCCESS")]  # page 4 starts a new chain
-    assert {c.name for c in ny["page_table"].schema.columns} == {
-        "page", "upstream_page", "status", "attempts", "error", "tokens", "cost_usd", "output_path"}
+    assert [c.name for c in ny["page_table"].schema.columns] == [
+        "page", "upstream_page", "status", "failed", "attempts", "error", "tokens", "cost_usd", "output_path"]
+    assert list(ny)[0] == "page_table" and not any(r["failed"] for r in rows)
     assert all(Path(ny["output_root"].value, r["output_path"]).exists() and r["attempts"] == 1 for r in rows)
     assert rows[2]["output_path"] == "NY/Adams Academy/1902/4.json"  # relative to output_root
-    assert (ny["pages"].value, ny["success"].value, ny["fatal_failure"].value) == (3, 3, 0)
+    assert (ny["pages"].value, ny["success"].value) == (3, 3)
+    assert not {"fatal_failure", "blocked", "pending", "tokens", "cost_usd"} & set(ny)  # zero counts are not shown
+    assert not [name for name in ny if name.startswith("run_") or name == "engine"]  # run-wide facts: on the run
+    assert [r[:3] for r in Path(ny["full_table"].value).read_text().splitlines()[1:]] == ["1,,", "2,1", "4,,"]
     assert pages["CA:Lincoln High:1901"].metadata["pages"].value == 2
 
     courses = materializations(instance, "book_courses")
     assert sorted(courses) == corpus.books
     ca = courses["CA:Lincoln High:1901"].metadata
     assert [r["course_name"] for r in table_rows(ca["preview"])] == ["Algebra", "Geometry"]
+    assert "book" in {c.name for c in ca["dagster/column_schema"].schema.columns}
     assert pq.read_table(ca["parquet"].value).num_rows == ca["courses"].value == 2
     assert Path(ca["jsonl"].value).exists()
 
@@ -72,6 +77,9 @@ def test_one_run_over_two_books_materializes_both_partitions_with_per_page_table
     assert corpus_table.success
     meta = instance.get_latest_materialization_event(dg.AssetKey("courses")).asset_materialization.metadata
     assert meta["dagster/row_count"].value == 6 and meta["books"].value == 2
+    assert {r["book"] for r in table_rows(meta["preview"])} == set(corpus.books)  # which book each course is from
+    assert [c.name for c in meta["dagster/column_schema"].schema.columns] == [
+        c.name for c in ca["dagster/column_schema"].schema.columns]
     assert pq.read_table(meta["parquet"].value).num_rows == 6
 
 
@@ -119,3 +127,92 @@ def test_two_books_materialize_through_gemini_batches_on_the_emulator(corpus: Co
     first_batch = [e.key for e in sent if e.batch == sent[0].batch]
     assert {k.rsplit(":", 1)[0] for k in first_batch} == set(corpus.books)
     assert sorted(e.key for e in sent) == sorted(r.key for r in store.records())  # none sent twice
+
+
+def test_a_partition_not_in_the_plan_fails_with_book_not_in_the_plan(corpus: Corpus, instance) -> None:
+    assert materialize(instance, ["corpus_plan"]).success
+    instance.add_dynamic_partitions("books", ["TX:nowhere:1900"])  # added by hand: a typo
+    result = materialize(instance, ["page_ocr", "book_courses"], partition_key="TX:nowhere:1900")
+    assert not result.success
+    [failure] = [e for e in result.all_events if e.is_step_failure]
+    assert failure.step_key == "page_ocr"
+    message = failure.step_failure_data.user_failure_data.description
+    assert "book not in the plan: TX:nowhere:1900" in message and "ocr-assets plan" in message
+    assert materializations(instance, "page_ocr") == {} and materializations(instance, "book_courses") == {}
+    assert result.get_asset_check_evaluations() == []  # no green checks over 0 pages
+
+
+def test_page_ocr_logs_progress_per_wave_to_the_run_log(corpus: Corpus, instance, monkeypatch) -> None:
+    monkeypatch.setenv("OCR_ASSETS_EXECUTION__BATCH_SIZE_LIMIT", "1")  # one page per wave: two waves
+    assert materialize(instance, ["corpus_plan"]).success
+    result = materialize(instance, ["page_ocr"], partition_key="CA:Lincoln High:1901")
+    assert result.success
+    messages = [entry.user_message for entry in instance.all_logs(result.run_id)
+                if entry.step_key == "page_ocr" and "pages done" in entry.user_message]
+    assert [m.split(" pages done")[0] for m in messages] == ["1/2", "2/2"]
+    assert all("pages/s" in m and "ETA" in m and "0 failures so far" in m for m in messages)
+
+
+def test_the_api_keys_appear_nowhere_in_the_dagster_event_log(corpus: Corpus, instance, gemini_emulator,
+                                                              monkeypatch) -> None:  # noqa: F811
+    from tests.fixtures.braintrust_capture import braintrust_capture
+
+    gemini_key, braintrust_key = "AIzaSENTINEL-dagster-event-log-0123456789", "sk-SENTINEL-dagster-event-log-987"
+    emulator = gemini_emulator(batch_latency_s=0.2)
+    monkeypatch.setenv("OCR_ASSETS_ENGINE", "gemini-batch")
+    monkeypatch.setenv("OCR_ASSETS_GEMINI__BASE_URL", emulator.url)
+    monkeypatch.setenv("OCR_ASSETS_EXECUTION__POLL_INTERVAL_SECONDS", "0.1")
+    monkeypatch.setenv("GEMINI_API_KEY", gemini_key)
+    monkeypatch.setenv("BRAINTRUST_API_KEY", braintrust_key)
+    with braintrust_capture() as capture:
+        monkeypatch.setenv("BRAINTRUST_APP_URL", capture.url)
+        assert materialize(instance, ["corpus_plan"]).success
+        start, end = instance.get_dynamic_partitions("books")[0], instance.get_dynamic_partitions("books")[-1]
+        assert materialize(instance, ["page_ocr", "book_courses"], tags={RANGE_START: start, RANGE_END: end}).success
+        instance.add_dynamic_partitions("books", ["TX:nowhere:1900"])
+        assert not materialize(instance, ["page_ocr"], partition_key="TX:nowhere:1900").success  # an error path
+        batch_id = open_store(corpus.settings).batches()[0].batch_id
+        ingest = defs.resolve_job_def("ingest_batch_job").execute_in_process(
+            instance=instance, run_config={"ops": {"ingest_batch": {"config": {"batch_id": batch_id}}}},
+            resources=default_resources())
+        assert ingest.success
+    assert emulator.state.request_log and capture.rows()  # both keys were in use
+    runs = instance.get_runs()
+    assert len(runs) == 4
+    for run in runs:
+        text = dg.serialize_value(run) + "".join(dg.serialize_value(e) for e in instance.all_logs(run.run_id))
+        assert gemini_key not in text and braintrust_key not in text, run.job_name
+
+
+GEMINI_JOB_SCRIPT = """
+import json, sys
+import dagster as dg
+from ocr_assets.definitions import defs
+from ocr_assets.defs.resources import default_resources
+with dg.instance_for_test() as instance:
+    assert dg.materialize(defs.assets, selection=["corpus_plan"], instance=instance,
+                          resources=default_resources()).success
+    result = defs.resolve_job_def("ocr_gemini_batch_job").execute_in_process(
+        instance=instance, partition_key="CA:Lincoln High:1901", raise_on_error=False)
+    print(json.dumps({"success": result.success, "rapidocr_loaded": "rapidocr_onnxruntime" in sys.modules}))
+"""
+
+
+def test_a_gemini_job_never_loads_the_local_model_even_when_the_settings_engine_is_local(
+    corpus: Corpus, gemini_emulator  # noqa: F811
+) -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    emulator = gemini_emulator(batch_latency_s=0.2)
+    assert corpus.settings.engine == "local"  # the file says local; the job says gemini-batch
+    env = {**os.environ, "OCR_ASSETS_GEMINI__BASE_URL": emulator.url, "GEMINI_API_KEY": "emulator-key",
+           "OCR_ASSETS_EXECUTION__POLL_INTERVAL_SECONDS": "0.1"}
+    env.pop("OCR_ASSETS_ENGINE", None)
+    done = subprocess.run([sys.executable, "-c", GEMINI_JOB_SCRIPT], env=env, capture_output=True, text=True,
+                          timeout=300, cwd=Path(__file__).resolve().parents[2])
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == {"success": True, "rapidocr_loaded": False}
+    assert {e.key.rsplit(":", 1)[0] for e in emulator.state.request_log} == {"CA:Lincoln High:1901"}

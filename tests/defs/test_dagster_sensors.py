@@ -22,31 +22,80 @@ def apply_partition_requests(instance: dg.DagsterInstance, result) -> None:
         instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
 
 
-def test_discovery_adds_every_planned_book_once_and_never_removes_one(corpus: Corpus, instance) -> None:
+def test_discovery_launches_one_plan_run_per_new_set_of_book_folders_and_never_removes_a_book(
+    corpus: Corpus, instance
+) -> None:
     first = tick(book_discovery_sensor, instance)
-    assert isinstance(first, dg.SensorResult)
-    [request] = first.dynamic_partitions_requests
-    assert isinstance(request, dg.AddDynamicPartitionsRequest) and request.partitions_def_name == "books"
-    assert sorted(request.partition_keys) == corpus.books
-    apply_partition_requests(instance, first)
+    assert isinstance(first, dg.SensorResult) and first.dynamic_partitions_requests == []
+    [request] = first.run_requests  # the tick only listed folders: the plan run reads the files
+    assert request.run_key.startswith("plan:") and request.tags["ocr_assets/books"] == ",".join(corpus.books)
+    assert open_store(corpus.settings).books() == []  # nothing planned inside the tick
+    assert tick(book_discovery_sensor, instance).run_requests[0].run_key == request.run_key  # deduped by the daemon
+    assert launch(instance, book_discovery_sensor, request) is not None
+    assert sorted(instance.get_dynamic_partitions("books")) == corpus.books  # corpus_plan added them
 
     again = tick(book_discovery_sensor, instance)
-    assert isinstance(again, dg.SkipReason) and "no new books" in again.skip_message
+    assert isinstance(again, dg.SkipReason) and again.skip_message == "no new books (2 book folders, 2 partitions)"
 
-    # A new book appears and an old one vanishes from disk: add the new one, keep the old partition.
+    # A new book appears and an old one vanishes from disk: plan the new one, keep the old partition.
     write_corpus(corpus.root, {"MA:Quincy:1903": {1: ["PHYSICS", "Mechanics. Motion and force."]}})
     shutil.rmtree(corpus.root / "allow_list" / "CA")
     third = tick(book_discovery_sensor, instance)
-    assert list(third.dynamic_partitions_requests[0].partition_keys) == ["MA:Quincy:1903"]
-    apply_partition_requests(instance, third)
+    [new] = third.run_requests
+    assert new.run_key != request.run_key and new.tags["ocr_assets/books"] == "MA:Quincy:1903"
+    assert not any(isinstance(r, dg.DeleteDynamicPartitionsRequest) for r in third.dynamic_partitions_requests)
+    launch(instance, book_discovery_sensor, new)
     assert sorted(instance.get_dynamic_partitions("books")) == sorted([*corpus.books, "MA:Quincy:1903"])
-    assert not any(isinstance(r, dg.DeleteDynamicPartitionsRequest)
-                   for r in third.dynamic_partitions_requests)
 
 
-def test_submit_sensor_skips_until_records_are_runnable(corpus: Corpus, instance) -> None:
+def test_discovery_adds_partitions_for_books_planned_from_the_cli(corpus: Corpus, instance) -> None:
+    _plan(corpus)  # `ocr-assets plan` fills the record store only
+    result = tick(book_discovery_sensor, instance)
+    assert result.run_requests == []  # every folder is planned already
+    [request] = result.dynamic_partitions_requests
+    assert request.partitions_def_name == "books" and sorted(request.partition_keys) == corpus.books
+    apply_partition_requests(instance, result)
+    assert isinstance(tick(book_discovery_sensor, instance), dg.SkipReason)
+
+
+@pytest.mark.parametrize(("filters", "expected"), [
+    ({}, ["CA:Lincoln High:1901", "NY:Adams Academy:1902"]),
+    ({"states": ["NY"]}, ["NY:Adams Academy:1902"]),
+    ({"year_end": 1901}, ["CA:Lincoln High:1901"]),
+])
+def test_book_folders_are_listed_without_reading_pages_and_honour_the_filters(corpus: Corpus, filters,
+                                                                               expected) -> None:
+    from ocr_assets.reports import book_folders
+    from ocr_assets.settings import FilterSettings
+
+    (corpus.root / "allow_list" / ".Trash").mkdir()  # hidden and odd folders are the plan run's to report
+    (corpus.root / "allow_list" / "NY" / "Adams Academy" / "draft").mkdir()
+    assert book_folders(corpus.root / "allow_list", FilterSettings(**filters)) == expected
+
+
+@pytest.fixture
+def batch_engine(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The configured engine is gemini-batch (the only one the batch sensors serve)."""
+    monkeypatch.setenv("OCR_ASSETS_ENGINE", "gemini-batch")
+
+
+def test_submit_sensor_skips_until_records_are_runnable(corpus: Corpus, instance, batch_engine) -> None:
     result = tick(batch_submit_sensor, instance)
     assert isinstance(result, dg.SkipReason) and result.skip_message == "no runnable records"
+
+
+@pytest.mark.parametrize("engine", ["local", "gemini-realtime"])
+def test_batch_sensors_act_only_when_the_configured_engine_is_gemini_batch(
+    corpus: Corpus, instance, monkeypatch, engine
+) -> None:
+    monkeypatch.setenv("OCR_ASSETS_ENGINE", engine)
+    _plan(corpus)  # runnable records and free slots: only the engine holds the sensors back
+    for sensor in (batch_submit_sensor, batch_poll_sensor):
+        result = tick(sensor, instance)
+        assert isinstance(result, dg.SkipReason), sensor.name
+        assert f"the configured engine is '{engine}'" in result.skip_message
+        assert "only when it is 'gemini-batch'" in result.skip_message
+    assert open_store(corpus.settings).batches() == []  # nothing was claimed or sent
 
 
 def _plan(corpus: Corpus) -> None:
@@ -54,7 +103,8 @@ def _plan(corpus: Corpus) -> None:
     build_plan(open_store(settings), settings.paths.images_root, settings.paths.allow_list_root)
 
 
-def test_submit_sensor_requests_one_run_and_not_another_while_it_is_queued(corpus: Corpus, instance) -> None:
+def test_submit_sensor_requests_one_run_and_not_another_while_it_is_queued(corpus: Corpus, instance,
+                                                                          batch_engine) -> None:
     _plan(corpus)
     request = tick(batch_submit_sensor, instance)
     assert isinstance(request, dg.RunRequest)
@@ -67,7 +117,7 @@ def test_submit_sensor_requests_one_run_and_not_another_while_it_is_queued(corpu
     assert isinstance(tick(batch_submit_sensor, instance), dg.RunRequest)
 
 
-def test_submit_sensor_waits_while_every_batch_slot_is_busy(tmp_path, instance, monkeypatch) -> None:
+def test_submit_sensor_waits_while_every_batch_slot_is_busy(tmp_path, instance, monkeypatch, batch_engine) -> None:
     root = tmp_path / "c"
     write_corpus(root, PAGES)
     monkeypatch.setenv("OCR_ASSETS_CONFIG", str(write_settings(root, execution={"max_concurrent_batches": 1})))
@@ -192,3 +242,29 @@ def test_the_poll_sensor_reports_a_batch_stuck_past_the_configured_age(
     assert len(warnings) == 1 and "WARNING" in warnings[0] and "30.0 h" in warnings[0]
     assert batch.remote_name in warnings[0]
     assert store.get_batch(batch.batch_id).state in (BatchState.PENDING, BatchState.RUNNING)  # reported, not touched
+
+
+def test_an_ingest_run_evaluates_the_checks_of_the_books_it_touched_and_refreshes_courses(
+    corpus: Corpus, instance
+) -> None:
+    from ocr_assets.engines.factory import drive
+    from ocr_assets.pipeline import Pipeline
+
+    _plan(corpus)
+    pipeline = Pipeline(corpus.settings)
+    drive(pipeline, books=["NY:Adams Academy:1902"])  # the local engine: its waves are ingested batches
+    batch_id = pipeline.store.batches()[0].batch_id
+    request = dg.RunRequest(run_config={"ops": {"ingest_batch": {"config": {"batch_id": batch_id}}}},
+                            job_name="ingest_batch_job")
+    result = launch(instance, batch_poll_sensor, request)
+    evaluations = {(e.asset_key.to_user_string(), e.check_name): e for e in result.get_asset_check_evaluations()}
+    assert set(evaluations) == {("page_ocr", "outputs_match_schema"), ("page_ocr", "no_page_silently_missing"),
+                                ("page_ocr", "cost_within_budget"), ("book_courses", "courses_on_content_pages")}
+    silent = evaluations[("page_ocr", "no_page_silently_missing")]
+    # The touched book only: the corpus-wide verdict would fail on the other book's PENDING pages.
+    assert silent.metadata["scope"].value == "1 book(s) of this run"
+    assert silent.passed and silent.description == "3 of 3 pages accounted for"
+    assert all(e.passed for e in evaluations.values())
+    courses = instance.get_latest_materialization_event(dg.AssetKey("courses"))
+    assert courses is not None and courses.run_id == result.run_id
+    assert courses.asset_materialization.metadata["books"].value == 1

@@ -3,45 +3,13 @@
 import ast
 import subprocess
 import sys
-from datetime import datetime
 from pathlib import Path
 
-import pyarrow.parquet as pq
 import pytest
 
 from ocr_assets import reports
-from ocr_assets.outputs import write_output
-from ocr_assets.schema import OcrPageResult
-from ocr_assets.store import RecordRow, RecordStatus, RecordStore
-
-NOW = datetime(2026, 1, 1)
-BOOK = "CA:Lincoln High:1901"
-
-
-def record(page: int, status: RecordStatus = RecordStatus.SUCCESS, **fields) -> RecordRow:
-    base = dict(
-        key=f"{BOOK}:{page}", book=BOOK, state="CA", school="Lincoln High", year=1901, page=page,
-        image_path=f"/img/{page}.png", allow_list_path=f"/allow/{page}.json",
-        upstream_key=f"{BOOK}:{page - 1}" if page > 1 else None, status=status, attempts=1,
-        created_at=NOW, updated_at=NOW,
-    )
-    return RecordRow(**{**base, **fields})
-
-
-def page_result(page: int, courses: int, content_type: str = "course_listing") -> OcrPageResult:
-    return OcrPageResult.model_validate({
-        "raw_ocr": {"text_blocks": [{"block_id": 1, "text": f"page {page}"}]},
-        "page_info": {"page_number": page, "content_type": content_type},
-        "school_name": "Lincoln High", "catalog_year": 1901,
-        "courses": [{"course_name": f"Course {page}.{i}", "department": "Math", "instructors": ["Ada"],
-                     "textbooks": [{"title": "Elements"}]} for i in range(courses)],
-    })
-
-
-def with_output(tmp_path: Path, page: int, courses: int, content_type: str = "course_listing") -> RecordRow:
-    path, sha = write_output(tmp_path / "out", f"{BOOK}:{page}", page_result(page, courses, content_type))
-    return record(page, output_path=str(path), output_sha256=sha)
-
+from ocr_assets.store import RecordStatus, RecordStore
+from tests.fixtures.records import BOOK, record, with_output
 
 @pytest.mark.parametrize(
     ("row", "expected"),
@@ -61,12 +29,34 @@ def test_page_rows_show_page_upstream_status_error_tokens_cost_and_output(row, e
     assert {k: shown[k] for k in expected} == expected
 
 
-def test_preview_keeps_fifty_rows_with_failures_first_in_page_order() -> None:
-    rows = reports.page_rows([record(p) for p in range(1, 80)] + [record(90, RecordStatus.FATAL_FAILURE)])
+def test_the_page_table_preview_keeps_page_order_and_flags_failures_named_in_full_beside_it() -> None:
+    rows = reports.page_rows([record(p) for p in range(1, 80)] + [record(90, RecordStatus.FATAL_FAILURE),
+                                                                  record(91, RecordStatus.BLOCKED)])
     shown = reports.preview(rows)
-    assert len(shown) == 50
-    assert shown[-1]["page"] == 90  # the failure made the cut although it is last
-    assert [r["page"] for r in shown] == sorted(r["page"] for r in shown)
+    assert [r["page"] for r in shown] == list(range(1, 51))  # chain order, not failures first
+    assert not any(r["failed"] for r in shown)
+    assert [r["page"] for r in rows if r["failed"]] == [90, 91]
+    assert reports.failed_pages(rows) == "90 (FATAL_FAILURE), 91 (BLOCKED)"  # none hides past the preview
+    assert reports.failed_pages(shown) == ""
+
+
+def test_the_full_page_table_is_written_as_csv_for_the_preview_to_link(tmp_path: Path) -> None:
+    import csv
+
+    rows = reports.page_rows([record(p) for p in range(1, 80)] + [record(90, RecordStatus.FATAL_FAILURE)])
+    path = reports.write_page_table(tmp_path, BOOK, rows)
+    assert path == tmp_path / "_tables" / "pages" / "CA" / "Lincoln High" / "1901.csv"
+    written = list(csv.DictReader(path.open()))
+    assert [int(r["page"]) for r in written] == [r["page"] for r in rows] and written[-1]["failed"] == "True"
+
+
+@pytest.mark.parametrize(("counts", "shown"), [
+    ({"success": 3, "fatal_failure": 0, "blocked": 0}, {"success": 3}),
+    ({"tokens": 0, "cost_usd": 0.0}, {}),
+    ({"success": 1, "fatal_failure": 2, "cost_usd": 0.01}, {"success": 1, "fatal_failure": 2, "cost_usd": 0.01}),
+])
+def test_only_non_zero_counts_are_shown(counts, shown) -> None:
+    assert reports.nonzero(counts) == shown
 
 
 def test_fatal_message_names_every_fatal_page_with_its_error_and_the_blocked_count() -> None:
@@ -82,37 +72,6 @@ def test_fatal_message_names_every_fatal_page_with_its_error_and_the_blocked_cou
     assert "fully succeeded: 1 of 2" in message
     assert reports.fatal_message([good]) is None
     assert good.complete and not bad.complete
-
-
-def test_book_courses_are_flattened_from_outputs_into_parquet_and_jsonl(tmp_path: Path) -> None:
-    records = [with_output(tmp_path, 1, 0, "title_page"), with_output(tmp_path, 2, 3),
-               record(3, RecordStatus.FATAL_FAILURE, last_error="x")]
-    rows = reports.flatten_courses(records)
-    assert [(r["page"], r["course_index"]) for r in rows] == [(2, 0), (2, 1), (2, 2)]
-    assert rows[0]["textbooks"] == [{"title": "Elements", "author": None}] and rows[0]["catalog_year"] == "1901"
-    parquet, jsonl = reports.write_book_courses(tmp_path / "out", BOOK, rows)
-    assert pq.read_table(parquet).num_rows == 3
-    assert len(jsonl.read_text().splitlines()) == 3
-    assert parquet == tmp_path / "out" / "_tables" / "book_courses" / "CA" / "Lincoln High" / "1901.parquet"
-
-
-def test_corpus_courses_union_every_book_table_into_a_separate_duckdb_file(tmp_path: Path) -> None:
-    import duckdb
-
-    out = tmp_path / "out"
-    empty = reports.build_corpus_courses(out)
-    assert empty.rows == 0 and empty.duckdb_path.exists()
-    reports.write_book_courses(out, BOOK, reports.flatten_courses([with_output(tmp_path, 2, 2)]))
-    reports.write_book_courses(out, "NY:Adams:1902", [])
-    built = reports.build_corpus_courses(out)
-    assert (built.rows, built.books) == (2, 1)
-    assert built.duckdb_path == out / "courses.duckdb"
-    con = duckdb.connect(str(built.duckdb_path), read_only=True)
-    try:
-        assert con.execute("SELECT count(*) FROM courses").fetchall()[0][0] == 2
-    finally:
-        con.close()
-    assert pq.read_table(built.parquet_path).num_rows == 2
 
 
 def test_schema_check_flags_missing_changed_and_invalid_outputs(tmp_path: Path) -> None:

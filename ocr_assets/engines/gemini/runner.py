@@ -107,6 +107,7 @@ class RunProgress(BaseModel):
     alerts: list[str] = Field(default_factory=list)
     stuck: list[str] = Field(default_factory=list)
     elapsed_s: float = 0.0
+    failures: int = 0  # failed record attempts so far (retryable + fatal)
 
 
 class BatchRunSummary(BaseModel):
@@ -757,7 +758,7 @@ def run_batches(
                     submitted_batches=len(summary.submitted), ingested_batches=len(summary.ingested),
                     cost_usd=cost_so_far, alerts=list(summary.alerts),
                     stuck=[b.batch_id for b in stuck_batches(pipeline, active=active)],
-                    elapsed_s=time.monotonic() - start,
+                    elapsed_s=time.monotonic() - start, failures=summary.retryable + summary.fatal,
                 ))
             if summary.unfinished == 0:
                 summary.stopped = "done"
