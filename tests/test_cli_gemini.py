@@ -236,7 +236,8 @@ def test_every_gemini_command_turns_an_unreachable_api_into_one_line_and_a_nonze
     before = {r.key: (r.status, r.attempts) for r in pipeline.store.records()}
     monkeypatch.setenv("OCR_ASSETS_GEMINI__BASE_URL", "http://127.0.0.1:9")  # nothing listens there
     for command in (["batch-cancel", batch_id], ["batch-status", batch_id], ["batch-fetch", batch_id],
-                    ["submit", "--batch", "--no-plan"]):
+                    ["submit", "--batch", "--no-plan"], ["run", "--engine", "gemini-realtime", "--no-plan"],
+                    ["run", "--batch", "--no-plan", "--poll-interval", "0.01"]):
         result = invoke(*command)
         assert result.exit_code == 1, (command, result.output)
         assert "Traceback" not in result.output and "error" in result.stderr, command

@@ -27,7 +27,7 @@ from ocr_assets.cli.common import (
     selected_books,
     table,
 )
-from ocr_assets.engines.base import EngineMisconfigured
+from ocr_assets.engines.base import EngineMisconfigured, EngineUnreachable
 from ocr_assets.engines.factory import EngineUnavailable, drive, make_batch_client
 from ocr_assets.pipeline import Pipeline
 from ocr_assets.prompts import PromptError
@@ -118,8 +118,9 @@ def run(
             console.print(f"wave: {progress.attempted} attempted, {progress.succeeded} succeeded, "
                           f"{progress.fatal} fatal")
 
-    with friendly_errors(EngineMisconfigured, code=2, after="the wave's records are back as they were"), \
-            friendly_errors(EngineUnavailable, PromptError):
+    unchanged = "the wave's records are back as they were"
+    with friendly_errors(EngineMisconfigured, code=2, after=unchanged), \
+            friendly_errors(EngineUnavailable, EngineUnreachable, PromptError, after=unchanged):
         try:
             summary = drive(pipeline, books=books, limit=limit, on_progress=on_progress)
         except KeyboardInterrupt:
