@@ -64,3 +64,18 @@ def test_the_cli_ends_the_process_the_ordinary_way() -> None:
     for path in (REPO_ROOT / "ocr_assets" / "cli").glob("*.py"):
         text = path.read_text()
         assert not [t for t in tricks if t in text], path
+
+
+def test_an_unexpected_error_shows_its_traceback_scrubbed_and_exits_1(tmp_path: Path) -> None:
+    key = "sentinel-key-in-a-traceback-42"
+    env = {**_env(tmp_path), "GEMINI_API_KEY": key}
+    code = ("import os, sys\nfrom ocr_assets.cli import app, corpus\n"
+            "def broken(settings):  # a bug whose message quotes a URL with the key in it\n"
+            "    raise RuntimeError('failed calling https://x/?key=' + os.environ['GEMINI_API_KEY'])\n"
+            "corpus.open_store = broken\n"
+            "sys.argv = ['ocr-assets', 'status']; app()\n")
+    done = subprocess.run([sys.executable, "-c", code], env=env, cwd=REPO_ROOT, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 1
+    assert "Traceback" in done.stderr and "RuntimeError: failed calling https://x/?key=[REDACTED]" in done.stderr
+    assert key not in done.stderr + done.stdout
