@@ -299,6 +299,7 @@ def eval_prompts(
     """Compare prompt versions on ground-truth pages: CER, course P/R/F1, schema-valid rate, tokens, cost."""
     from ocr_assets.engines.factory import EngineUnavailable, make_sync_engine
     from ocr_assets.evaluation import EvalError, run_eval
+    from ocr_assets.plan import CorpusRootMissing
 
     settings = get_settings(config)
     if engine is not None:
@@ -308,7 +309,8 @@ def eval_prompts(
     if settings.engine == "local" and len(set(prompt)) > 1:
         err_console.print("[yellow]note:[/yellow] the local engine ignores the prompt: versions can differ only "
                           "under a Gemini engine")
-    with friendly_errors(EvalError, PromptError), console.status("evaluating…"):
+    with friendly_errors(CorpusRootMissing, code=2), friendly_errors(EvalError, PromptError), \
+            console.status("evaluating…"):
         report = run_eval(settings, prompt, runner, sample or None)
     console.print(_table(
         f"eval {report.run_id}: {len(report.sample)} pages, engine {report.engine}, model {report.model}",
