@@ -255,3 +255,15 @@ def test_a_realtime_404_stops_the_run_naming_model_and_url_and_costs_no_attempt(
     records = pipeline.store.records()
     assert {r.status for r in records} == {RecordStatus.PENDING} and {r.attempts for r in records} == {0}
     assert pipeline.store.failures(records[0].key) == []
+
+
+def test_submit_exits_1_naming_the_records_that_failed_before_submit(cli):
+    invoke, pipeline, _ = cli
+    assert invoke("plan").exit_code == 0
+    (Path(pipeline.settings.paths.images_root) / "ny" / "alpha" / "1900" / "1.jpg").unlink()  # after planning
+    result = invoke("submit", "--batch", "--no-plan")
+    assert result.exit_code == 1, result.output
+    assert "1 records failed before submit" in result.stderr and "ocr-assets failures" in result.stderr
+    [batch_id] = result.stdout.split()  # the rest went out: its id is still printed
+    assert pipeline.store.get_batch(batch_id).record_count == 1
+    assert pipeline.store.get("ny:alpha:1900:1").status == RecordStatus.FATAL_FAILURE
