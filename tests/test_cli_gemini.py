@@ -267,3 +267,14 @@ def test_submit_exits_1_naming_the_records_that_failed_before_submit(cli):
     [batch_id] = result.stdout.split()  # the rest went out: its id is still printed
     assert pipeline.store.get_batch(batch_id).record_count == 1
     assert pipeline.store.get("ny:alpha:1900:1").status == RecordStatus.FATAL_FAILURE
+
+
+def test_batch_fetch_exits_1_when_the_batch_leaves_records_fatal(cli):
+    invoke, pipeline, server = cli
+    server.state.update_config({"faults": {"safety": 1.0}})  # every answer blocked: FATAL safety_block
+    batch_id = invoke("submit", "--batch").stdout.strip()
+    _wait_done(server)
+    fetched = invoke("batch-fetch", batch_id)
+    assert fetched.exit_code == 1, fetched.output
+    assert "2 fatal, 3 blocked" in fetched.stderr and "ocr-assets failures" in fetched.stderr
+    assert pipeline.store.get("ny:alpha:1900:1").status == RecordStatus.FATAL_FAILURE
