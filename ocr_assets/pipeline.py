@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, Field
 
 from ocr_assets.engines.base import (
-    EngineMisconfigured,
+    EngineCannotAnswer,
     PageFailure,
     PageOutcome,
     PageRequest,
@@ -328,8 +328,8 @@ class Pipeline:
         todo = [r for r in requests if r.key in claimed]
         try:
             outcomes: list[PageOutcome] = list(engine.infer(todo)) if todo else []
-        except EngineMisconfigured as exc:
-            self.store.release_batch(batch_id, error=str(exc), error_type="engine_misconfigured",
+        except EngineCannotAnswer as exc:
+            self.store.release_batch(batch_id, error=str(exc), error_type="engine_cannot_answer",
                                      count_failure=False, refund_attempt=True, state=BatchState.CANCELLED)
             raise
         outcomes += [

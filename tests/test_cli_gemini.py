@@ -236,7 +236,8 @@ def test_every_gemini_command_turns_an_unreachable_api_into_one_line_and_a_nonze
     before = {r.key: (r.status, r.attempts) for r in pipeline.store.records()}
     monkeypatch.setenv("OCR_ASSETS_GEMINI__BASE_URL", "http://127.0.0.1:9")  # nothing listens there
     for command in (["batch-cancel", batch_id], ["batch-status", batch_id], ["batch-fetch", batch_id],
-                    ["submit", "--batch", "--no-plan"]):
+                    ["submit", "--batch", "--no-plan"], ["run", "--engine", "gemini-realtime", "--no-plan"],
+                    ["run", "--batch", "--no-plan", "--poll-interval", "0.01"]):
         result = invoke(*command)
         assert result.exit_code == 1, (command, result.output)
         assert "Traceback" not in result.output and "error" in result.stderr, command
@@ -254,3 +255,26 @@ def test_a_realtime_404_stops_the_run_naming_model_and_url_and_costs_no_attempt(
     records = pipeline.store.records()
     assert {r.status for r in records} == {RecordStatus.PENDING} and {r.attempts for r in records} == {0}
     assert pipeline.store.failures(records[0].key) == []
+
+
+def test_submit_exits_1_naming_the_records_that_failed_before_submit(cli):
+    invoke, pipeline, _ = cli
+    assert invoke("plan").exit_code == 0
+    (Path(pipeline.settings.paths.images_root) / "ny" / "alpha" / "1900" / "1.jpg").unlink()  # after planning
+    result = invoke("submit", "--batch", "--no-plan")
+    assert result.exit_code == 1, result.output
+    assert "1 records failed before submit" in result.stderr and "ocr-assets failures" in result.stderr
+    [batch_id] = result.stdout.split()  # the rest went out: its id is still printed
+    assert pipeline.store.get_batch(batch_id).record_count == 1
+    assert pipeline.store.get("ny:alpha:1900:1").status == RecordStatus.FATAL_FAILURE
+
+
+def test_batch_fetch_exits_1_when_the_batch_leaves_records_fatal(cli):
+    invoke, pipeline, server = cli
+    server.state.update_config({"faults": {"safety": 1.0}})  # every answer blocked: FATAL safety_block
+    batch_id = invoke("submit", "--batch").stdout.strip()
+    _wait_done(server)
+    fetched = invoke("batch-fetch", batch_id)
+    assert fetched.exit_code == 1, fetched.output
+    assert "2 fatal, 3 blocked" in fetched.stderr and "ocr-assets failures" in fetched.stderr
+    assert pipeline.store.get("ny:alpha:1900:1").status == RecordStatus.FATAL_FAILURE

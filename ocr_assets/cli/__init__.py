@@ -6,10 +6,12 @@ the local models) stay inside the commands, so `ocr-assets status` loads none of
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import typer
 from typer.core import TyperGroup
+from typer.exceptions import TyperException
 
 from ocr_assets.redaction import scrub
 
@@ -38,6 +40,15 @@ class _RootGroup(TyperGroup):
             # may be a key pasted in the wrong place.
             exc.message = scrub(exc.message)
             raise
+        except (typer.Exit, typer.Abort, TyperException, KeyboardInterrupt):
+            raise
+        except Exception as exc:
+            # A bug's traceback is still shown in full, but through the scrubber: an exception's
+            # message can quote a request, a URL or a setting.
+            from ocr_assets.engines.gemini.client import scrub_traceback
+
+            print(scrub_traceback(exc), file=sys.stderr, end="")
+            raise typer.Exit(1) from None
 
 
 app = typer.Typer(

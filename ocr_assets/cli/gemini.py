@@ -28,7 +28,7 @@ from ocr_assets.cli.common import (
     table,
 )
 from ocr_assets.cli.progress import progress_bar
-from ocr_assets.engines.base import EngineMisconfigured
+from ocr_assets.engines.base import EngineMisconfigured, EngineUnreachable
 from ocr_assets.engines.factory import EngineUnavailable, drive, make_batch_client
 from ocr_assets.pipeline import Pipeline
 from ocr_assets.prompts import PromptError
@@ -108,8 +108,10 @@ def run(
         return
     console.print(f"running {todo if limit is None else min(todo, limit)} records with [bold]{chosen}[/bold]")
 
-    with friendly_errors(EngineMisconfigured, code=2, after="the wave's records are back as they were"), \
-            friendly_errors(EngineUnavailable, PromptError), progress_bar(console, chosen) as on_progress:
+    unchanged = "the wave's records are back as they were"
+    with friendly_errors(EngineMisconfigured, code=2, after=unchanged), \
+            friendly_errors(EngineUnavailable, EngineUnreachable, PromptError, after=unchanged), \
+            progress_bar(console, chosen) as on_progress:
         try:
             summary = drive(pipeline, books=books, limit=limit, on_progress=on_progress)
         except KeyboardInterrupt:

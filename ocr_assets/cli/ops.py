@@ -303,6 +303,7 @@ def eval_prompts(
     schema-valid rate, tokens and cost per page."""
     from ocr_assets.engines.factory import EngineUnavailable, make_sync_engine
     from ocr_assets.evaluation import EvalError, run_eval
+    from ocr_assets.plan import CorpusRootMissing
 
     settings = get_settings(config)
     if engine is not None:
@@ -316,7 +317,8 @@ def eval_prompts(
     resolutions: list[dict] = [{"media_resolution": m} for m in media_resolution or []] or [{}]
     generations = [{**b, **m} for b in budgets for m in resolutions]
     gen = settings.model.generation
-    with friendly_errors(EvalError, PromptError, ValueError), console.status("evaluating…"):
+    with friendly_errors(CorpusRootMissing, code=2), friendly_errors(EvalError, PromptError, ValueError), \
+            console.status("evaluating…"):
         report = run_eval(settings, prompt, runner, sample or None, generations=generations,
                           engine_for=make_sync_engine)
     console.print(_table(

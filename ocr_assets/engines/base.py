@@ -66,11 +66,17 @@ PageOutcome = PageSuccess | PageFailure
 PricingMode = Literal["realtime", "batch", "local"]
 
 
-class EngineMisconfigured(RuntimeError):
-    """The engine cannot answer any page as configured (e.g. a 404: wrong base URL or model name).
+class EngineCannotAnswer(RuntimeError):
+    """The engine cannot answer any page right now: not a page's failure, so the run stops and the
+    wave's records go back as they were (no attempt counted)."""
 
-    Not a page's failure: the run stops, and the wave's records go back as they were (no attempt counted).
-    """
+
+class EngineMisconfigured(EngineCannotAnswer):
+    """As configured, no page can ever be answered (a 404: wrong base URL or model name)."""
+
+
+class EngineUnreachable(EngineCannotAnswer):
+    """The API cannot be reached at all (connection refused, DNS), after the transport retries."""
 
 
 @runtime_checkable

@@ -13,7 +13,13 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from ocr_assets.engines.base import EngineMisconfigured, PageOutcome, PageRequest, PricingMode
+from ocr_assets.engines.base import (
+    EngineMisconfigured,
+    EngineUnreachable,
+    PageOutcome,
+    PageRequest,
+    PricingMode,
+)
 from ocr_assets.engines.gemini.calls import retrying
 from ocr_assets.engines.gemini.classify import classify_exception, classify_response
 from ocr_assets.engines.gemini.client import describe_error, make_client, resolve_base_url
@@ -73,17 +79,25 @@ class GeminiRealtimeEngine:
                 model=self.model_name, contents=contents, config=config
             )
         except Exception as exc:
-            if getattr(exc, "code", None) == 404:  # the endpoint or the model does not exist: every page would fail
-                url = resolve_base_url(self.settings) or "Google's endpoint"
-                raise EngineMisconfigured(
-                    f"model {self.model_name!r} not found at {url} (404): check model.name and gemini.base_url "
-                    f"({describe_error(exc)})") from None
+            self._stop_if_no_page_can_be_answered(exc)
             return classify_exception(request.key, exc, model=self.model_name, latency_s=time.monotonic() - start)
         data = response.model_dump(
             mode="json", by_alias=True, exclude_none=True,
             exclude={"sdk_http_response", "automatic_function_calling_history", "parsed"},
         )
         return classify_response(request.key, data, model=self.model_name, latency_s=time.monotonic() - start)
+
+
+    def _stop_if_no_page_can_be_answered(self, exc: Exception) -> None:
+        """A 404 (no such endpoint or model) or a refused connection would fail every page alike."""
+        url = resolve_base_url(self.settings) or "Google's endpoint"
+        if getattr(exc, "code", None) == 404:
+            raise EngineMisconfigured(
+                f"model {self.model_name!r} not found at {url} (404): check model.name and gemini.base_url "
+                f"({describe_error(exc)})") from None
+        # The SDK's HTTP client (httpx, or httpx2 in newer SDKs) names it ConnectError; after the retries.
+        if isinstance(exc, ConnectionError) or type(exc).__name__ in ("ConnectError", "ConnectTimeout"):
+            raise EngineUnreachable(f"cannot reach the Gemini API at {url}: {describe_error(exc)}") from None
 
 
 class GeminiFlexEngine(GeminiRealtimeEngine):

@@ -89,9 +89,10 @@ class RecoveryReport(BaseModel):
     lookup_failed: list[str] = Field(default_factory=list)
 
 
-class RecoveryLookupFailed(GeminiCallError):
-    """`batches.list` kept failing while recovering SUBMITTING batches: `run --batch` stops here; the
-    records stay claimed (never resent) and a later run recovers them."""
+class BatchRunStopped(GeminiCallError):
+    """The API kept failing tick after tick (each call already retried with backoff): `run --batch`
+    stops rather than loop. Records of a SUBMITTING batch stay claimed (never resent) and a later run
+    recovers them; records whose upload failed were put back as they were."""
 
 
 class RunProgress(BaseModel):
@@ -714,14 +715,15 @@ def run_batches(
     start = time.monotonic()
     idle = 0
     submitted_records = 0
-    failed_lookups = 0  # consecutive ticks whose SUBMITTING lookup failed (each call retried with backoff)
+    # Consecutive ticks whose SUBMITTING lookup, or whose every submit, failed.
+    failed_lookups = failed_submits = 0
     while True:
         with store.session():  # one tick is one unit of work: one hold of the store, released to sleep
             summary.ticks += 1
             finished, active, unresolved = _poll(pipeline, client, active=store.active_batches())
             failed_lookups = failed_lookups + 1 if unresolved else 0
             if failed_lookups >= settings.gemini.transport_retries:
-                raise RecoveryLookupFailed(
+                raise BatchRunStopped(
                     f"cannot look up SUBMITTING batch(es) after {failed_lookups} tries ({'; '.join(unresolved)}); "
                     "their records stay claimed and are never resent: re-run `ocr-assets run --batch` once "
                     "the API answers")
@@ -746,6 +748,10 @@ def run_batches(
             wave = SubmitReport(skipped="limit reached")
             if remaining is None or remaining > 0:
                 wave = submit_wave(pipeline, client, books=books, limit=remaining, provider=provider, active=active)
+            failed_submits = failed_submits + 1 if wave.errors and not wave.batches else 0
+            if failed_submits >= settings.gemini.transport_retries:
+                raise BatchRunStopped(f"no batch could be submitted in {failed_submits} tries "
+                                      f"({'; '.join(wave.errors)}); re-run `ocr-assets run --batch` once the API answers")
             submitted_records += wave.records
             summary.submitted += wave.batches + wave.resubmitted
             summary.held += len(wave.held)

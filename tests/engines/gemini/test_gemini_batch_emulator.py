@@ -287,7 +287,7 @@ def test_a_crashed_submit_is_adopted_when_the_job_exists_and_released_when_not(t
 def test_run_batch_stops_with_a_clear_error_when_a_submitting_lookup_keeps_failing_and_resends_nothing(
     tmp_path, monkeypatch, gemini_emulator
 ):
-    from ocr_assets.engines.gemini.runner import RecoveryLookupFailed, run_batches
+    from ocr_assets.engines.gemini.runner import BatchRunStopped, run_batches
 
     server = gemini_emulator()
     pipeline, client = make_pipeline(tmp_path, monkeypatch, server, {"ny:alpha:1900": [1]},
@@ -300,7 +300,7 @@ def test_run_batch_stops_with_a_clear_error_when_a_submitting_lookup_keeps_faili
     store.claim("gb-crashed", [item], engine=ENGINE, model="gemini-2.5-flash", state=BatchState.SUBMITTING,
                 count_attempt=False, owner=f"{socket.gethostname()}:{gone.pid}")
     server.state.update_config({"faults": {"endpoint_503": 1.0, "endpoint_routes": ["batches.list"]}})
-    with pytest.raises(RecoveryLookupFailed, match="gb-crashed.*stay claimed"):
+    with pytest.raises(BatchRunStopped, match="gb-crashed.*stay claimed"):
         run_batches(pipeline, client, poll_interval=0.01, timeout_s=20)
     assert store.get_batch("gb-crashed").state == BatchState.SUBMITTING  # left for a later run
     assert store.get("ny:alpha:1900:1").batch_id == "gb-crashed"
