@@ -11,8 +11,9 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from pydantic import BaseModel, Field
@@ -44,6 +45,9 @@ from ocr_assets.tracking import InferenceEvent, NullTracker, Tracker
 log = logging.getLogger(__name__)
 
 SYNC_ENGINE_PREFIXES = ("local", "gemini-realtime", "gemini-flex")
+# A streaming engine's outcomes are ingested at least this often (pages or seconds, whichever first).
+INGEST_EVERY_PAGES = 32
+INGEST_EVERY_S = 2.0
 
 
 class RunSummary(BaseModel):
@@ -268,16 +272,58 @@ class Pipeline:
         if not claimed:
             return None
         todo = [r for r in requests if r.key in claimed]
-        outcomes: list[PageOutcome] = list(engine.infer(todo)) if todo else []
-        outcomes += [
+        unbuildable: list[PageOutcome] = [
             PageFailure(key=rec.key, error_class=ErrorClass.RETRYABLE, error_type="upstream_output_unreadable",
                         message=why)
             for rec, why in problems if rec.key in claimed
         ]
-        summary = self.ingest(batch_id, [r for r in claimable if r.key in claimed], outcomes,
-                              engine=engine.name, pricing_mode=engine.pricing_mode, model=self._model_name(engine))
+        claimed_requests = [r for r in claimable if r.key in claimed]
+        stream = getattr(engine, "infer_stream", None)
+        if stream is not None and todo:
+            summary = self._ingest_as_completed(engine, batch_id, claimed_requests, stream(todo), unbuildable)
+        else:
+            outcomes: list[PageOutcome] = list(engine.infer(todo)) if todo else []
+            summary = self.ingest(batch_id, claimed_requests, outcomes + unbuildable, engine=engine.name,
+                                  pricing_mode=engine.pricing_mode, model=self._model_name(engine))
         self.store.set_batch_state(batch_id, BatchState.INGESTED)
         return batch_id, summary
+
+    def _ingest_as_completed(
+        self,
+        engine: SyncEngine,
+        batch_id: str,
+        requests: Sequence[PageRequest],
+        chunks: Iterable[Sequence[PageOutcome]],
+        extra: Sequence[PageOutcome],
+    ) -> ApplySummary:
+        """Ingest a streaming engine's outcomes as they arrive (a cluster's results land while it works).
+
+        Outcomes are buffered to `INGEST_EVERY_PAGES` pages or `INGEST_EVERY_S` seconds so the store sees
+        few, larger transactions; the last ingest covers every request still unanswered.
+        """
+        by_key = {r.key: r for r in requests}
+        total = ApplySummary()
+        buffer: list[PageOutcome] = list(extra)
+        flushed_at = time.monotonic()
+
+        def flush(final: bool) -> None:
+            nonlocal buffer, flushed_at
+            if final and not by_key and not buffer:
+                return
+            keys = list(by_key) if final else [o.key for o in buffer if o.key in by_key]
+            part = self.ingest(batch_id, [by_key.pop(k) for k in dict.fromkeys(keys) if k in by_key], buffer,
+                               engine=engine.name, pricing_mode=engine.pricing_mode, model=self._model_name(engine))
+            for field in ("applied", "succeeded", "retryable", "fatal", "ignored"):
+                getattr(total, field).extend(getattr(part, field))
+            total.blocked += part.blocked
+            buffer, flushed_at = [], time.monotonic()
+
+        for chunk in chunks:
+            buffer.extend(chunk)
+            if len(buffer) >= INGEST_EVERY_PAGES or time.monotonic() - flushed_at >= INGEST_EVERY_S:
+                flush(final=False)
+        flush(final=True)
+        return total
 
     def _model_name(self, engine: SyncEngine) -> str:
         return getattr(engine, "model_name", None) or (

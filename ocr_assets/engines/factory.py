@@ -25,12 +25,9 @@ class EngineUnavailable(RuntimeError):
 def make_sync_engine(settings: Settings) -> SyncEngine:
     """The synchronous engine for `settings.engine` (local or gemini-realtime)."""
     if settings.engine == "local":
-        from ocr_assets.engines.local import LocalInference
+        from ocr_assets.engines.local.runner import local_engine
 
-        return LocalInference(
-            engine=settings.local.engine, device=settings.local.device,
-            batch_size=settings.local.batch_size, model_dir=settings.local.model_dir,
-        )
+        return local_engine(settings.local)
     if settings.engine in ("gemini-realtime", "gemini-flex"):
         from ocr_assets.engines.gemini.client import GeminiUnavailable, make_client
         from ocr_assets.engines.gemini.realtime import GeminiFlexEngine, GeminiRealtimeEngine, flex_supported
