@@ -81,4 +81,8 @@ def drive(
             retryable=result.retryable, fatal=result.fatal, blocked=result.blocked, batches=result.submitted,
         )
     on_wave = (lambda summary, applied: on_progress(summary)) if on_progress else None
-    return pipeline.run_sync(make_sync_engine(pipeline.settings), books=books, limit=limit, on_wave=on_wave)
+    engine = make_sync_engine(pipeline.settings)
+    load = getattr(engine, "load", None)
+    if callable(load):
+        load()  # a missing model, device or Ray cluster stops here, before any record is claimed
+    return pipeline.run_sync(engine, books=books, limit=limit, on_wave=on_wave)

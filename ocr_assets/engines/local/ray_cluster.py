@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from ocr_assets.engines.base import PageFailure, PageOutcome, PageRequest, PricingMode
+from ocr_assets.engines.factory import EngineUnavailable
 from ocr_assets.engines.local.prefetch import prepare_page
 from ocr_assets.engines.local.runner import LocalInference
 from ocr_assets.schema import ErrorClass
@@ -41,7 +42,7 @@ WORKER_DIED = "worker_died"
 NO_WORKERS = "no_ray_workers"
 
 
-class RayUnavailable(RuntimeError):
+class RayUnavailable(EngineUnavailable):
     """Ray is not installed, or the cluster cannot be reached or has no room for an actor."""
 
 
@@ -130,7 +131,11 @@ class RayInference:
             raise RayUnavailable(f"cannot reach the Ray cluster at {self.address or 'a new local Ray'}: {exc}") from exc
 
     def load(self) -> list[str]:
-        """Connect and place the actors now (each loads the model once); returns where they run."""
+        """Connect and place the actors now (each loads the model once); returns where they run.
+
+        Raises `RayUnavailable` when no actor can run: the caller stops with a clear error instead of
+        failing every page of every wave until their attempts run out.
+        """
         self.connect()
         self._place_actors()
         if not self._actors:
@@ -189,8 +194,7 @@ class RayInference:
         if not requests:
             return
         ray = _ray()
-        self.connect()
-        self._place_actors()
+        self.load()  # places actors on nodes that joined (or lost theirs) since the last wave
         queue = deque(requests[i:i + self.pages_per_task] for i in range(0, len(requests), self.pages_per_task))
         in_flight: dict[Any, tuple[str, list[PageRequest]]] = {}
         load = dict.fromkeys(self._actors, 0)

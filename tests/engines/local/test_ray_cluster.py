@@ -147,3 +147,20 @@ def test_killing_the_worker_node_mid_run_loses_nothing_and_runs_nothing_twice(
     late = [o for o in seen if o.key in died and not isinstance(o, PageFailure)]
     assert late and all(o.worker.endswith(head_id) for o in late)
 
+
+
+def test_a_gpu_engine_on_a_cluster_without_gpus_stops_before_any_record_is_claimed(
+    cluster: RayTestCluster, tmp_path: Path
+) -> None:
+    from ocr_assets.engines.factory import drive
+    from ocr_assets.engines.local.ray_cluster import RayUnavailable
+
+    write_book(tmp_path, BOOK, images=PAGES[:2], allow=PAGES[:2])
+    (tmp_path / "vlm").mkdir()
+    settings = settings_for(tmp_path, local__cluster="ray", local__ray_address=cluster.address,
+                            local__engine="transformers", local__device="cuda:0", local__model_dir=tmp_path / "vlm")
+    pipeline = Pipeline(settings)
+    build_plan(pipeline.store, settings.paths.images_root, settings.paths.allow_list_root)
+    with pytest.raises(RayUnavailable, match="a free GPU per actor"):
+        drive(pipeline)
+    assert pipeline.store.status_counts() == {"PENDING": 2}
