@@ -78,7 +78,6 @@ def run(
     failures_csv: Annotated[Path | None, typer.Option(help="Where to write this run's failures (default: output root).")] = None,
 ) -> None:
     """Plan new pages, then OCR every runnable page with the local engine (SUCCESS pages are skipped)."""
-    from ocr_assets.engines.factory import EngineUnavailable
     from ocr_assets.engines.local.devices import DeviceError
     from ocr_assets.engines.local.exports import parse_formats
     from ocr_assets.engines.local.vlm_engine import ModelLoadError
@@ -98,7 +97,7 @@ def run(
     if total == 0:
         console.print("nothing to run: every selected page is finished")
         return
-    with friendly_errors(DeviceError, ModelLoadError, PromptError, ValueError, EngineUnavailable):
+    with friendly_errors(DeviceError, ModelLoadError, PromptError, ValueError):
         if dry_run:
             _dry_run(pipeline, inference, books, total)
             return

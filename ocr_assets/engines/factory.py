@@ -84,5 +84,8 @@ def drive(
     engine = make_sync_engine(pipeline.settings)
     load = getattr(engine, "load", None)
     if callable(load):
-        load()  # a missing model, device or Ray cluster stops here, before any record is claimed
+        try:
+            load()  # a missing model, device or Ray cluster stops here, before any record is claimed
+        except ValueError as exc:  # DeviceError, RayUnavailable: the engine cannot run on this host
+            raise EngineUnavailable(str(exc)) from exc
     return pipeline.run_sync(engine, books=books, limit=limit, on_wave=on_wave)

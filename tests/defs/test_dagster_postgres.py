@@ -20,9 +20,9 @@ from ocr_assets.pipeline import open_store
 from ocr_assets.plan import build_plan
 from ocr_assets.settings import load_settings
 from tests.defs.support import REPO_ROOT, write_corpus, write_settings
-from tests.defs.test_dagster_webserver import BIN, Platform, free_port
+from tests.defs.test_dagster_webserver import BIN, Platform
 from tests.fixtures.postgres import PostgresServer, postgres_bindir, postgres_server
-from tests.fixtures.ray_nodes import require_or_skip
+from tests.fixtures.services import free_port, require_or_skip
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 

@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from ocr_assets.engines.base import PageFailure, PageOutcome, PageRequest, PricingMode
-from ocr_assets.engines.factory import EngineUnavailable
 from ocr_assets.engines.local.prefetch import prepare_page
 from ocr_assets.engines.local.runner import LocalInference
 from ocr_assets.schema import ErrorClass
@@ -42,7 +41,7 @@ WORKER_DIED = "worker_died"
 NO_WORKERS = "no_ray_workers"
 
 
-class RayUnavailable(EngineUnavailable):
+class RayUnavailable(ValueError):
     """Ray is not installed, or the cluster cannot be reached or has no room for an actor."""
 
 

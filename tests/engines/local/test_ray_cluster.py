@@ -19,7 +19,8 @@ from ocr_assets.engines.local.runner import LocalInference
 from ocr_assets.pipeline import Pipeline
 from ocr_assets.plan import build_plan
 from tests.fixtures.corpus import settings_for, write_book
-from tests.fixtures.ray_nodes import RayTestCluster, ray_available, require_or_skip
+from tests.fixtures.ray_nodes import RayTestCluster, ray_available
+from tests.fixtures.services import require_or_skip
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -152,8 +153,7 @@ def test_killing_the_worker_node_mid_run_loses_nothing_and_runs_nothing_twice(
 def test_a_gpu_engine_on_a_cluster_without_gpus_stops_before_any_record_is_claimed(
     cluster: RayTestCluster, tmp_path: Path
 ) -> None:
-    from ocr_assets.engines.factory import drive
-    from ocr_assets.engines.local.ray_cluster import RayUnavailable
+    from ocr_assets.engines.factory import EngineUnavailable, drive
 
     write_book(tmp_path, BOOK, images=PAGES[:2], allow=PAGES[:2])
     (tmp_path / "vlm").mkdir()
@@ -161,6 +161,6 @@ def test_a_gpu_engine_on_a_cluster_without_gpus_stops_before_any_record_is_claim
                             local__engine="transformers", local__device="cuda:0", local__model_dir=tmp_path / "vlm")
     pipeline = Pipeline(settings)
     build_plan(pipeline.store, settings.paths.images_root, settings.paths.allow_list_root)
-    with pytest.raises(RayUnavailable, match="a free GPU per actor"):
+    with pytest.raises(EngineUnavailable, match="a free GPU per actor"):
         drive(pipeline)
     assert pipeline.store.status_counts() == {"PENDING": 2}
