@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 $(BIN)/ocr-assets: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[local,dev]'
+	$(BIN)/pip install --quiet -e '.[local,cluster,dev]'
 	touch $@
 
 setup: $(BIN)/ocr-assets

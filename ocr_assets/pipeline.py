@@ -14,8 +14,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Callable, Sequence
-from pathlib import Path
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, Field
@@ -50,6 +49,9 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 SYNC_ENGINE_PREFIXES = ("local", "gemini-realtime", "gemini-flex")
+# A streaming engine's outcomes are ingested at least this often (pages or seconds, whichever first).
+INGEST_EVERY_PAGES = 32
+INGEST_EVERY_S = 2.0
 
 
 class RunSummary(BaseModel):
@@ -326,22 +328,65 @@ class Pipeline:
         if not claimed:
             return None
         todo = [r for r in requests if r.key in claimed]
+        unbuildable: list[PageOutcome] = [
+            PageFailure(key=rec.key, error_class=ErrorClass.RETRYABLE, error_type="upstream_output_unreadable",
+                        message=why)
+            for rec, why in problems if rec.key in claimed
+        ]
+        claimed_requests = [r for r in claimable if r.key in claimed]
+        stream = getattr(engine, "infer_stream", None)
         try:
+            if stream is not None and todo:  # ingested as it completes, each part in its own store session
+                summary = self._ingest_as_completed(engine, batch_id, claimed_requests, stream(todo), unbuildable)
+                self.store.set_batch_state(batch_id, BatchState.INGESTED)
+                return batch_id, summary
             outcomes: list[PageOutcome] = list(engine.infer(todo)) if todo else []
         except EngineCannotAnswer as exc:
             self.store.release_batch(batch_id, error=str(exc), error_type="engine_cannot_answer",
                                      count_failure=False, refund_attempt=True, state=BatchState.CANCELLED)
             raise
-        outcomes += [
-            PageFailure(key=rec.key, error_class=ErrorClass.RETRYABLE, error_type="upstream_output_unreadable",
-                        message=why)
-            for rec, why in problems if rec.key in claimed
-        ]
         with self.store.session():  # the ingest and the batch's end in one hold of the store
-            summary = self.ingest(batch_id, [r for r in claimable if r.key in claimed], outcomes,
-                                  engine=engine.name, pricing_mode=engine.pricing_mode, model=self._model_name(engine))
+            summary = self.ingest(batch_id, claimed_requests, outcomes + unbuildable, engine=engine.name,
+                                  pricing_mode=engine.pricing_mode, model=self._model_name(engine))
             self.store.set_batch_state(batch_id, BatchState.INGESTED)
         return batch_id, summary
+
+    def _ingest_as_completed(
+        self,
+        engine: SyncEngine,
+        batch_id: str,
+        requests: Sequence[PageRequest],
+        chunks: Iterable[Sequence[PageOutcome]],
+        extra: Sequence[PageOutcome],
+    ) -> ApplySummary:
+        """Ingest a streaming engine's outcomes as they arrive (a cluster's results land while it works).
+
+        Outcomes are buffered to `INGEST_EVERY_PAGES` pages or `INGEST_EVERY_S` seconds so the store sees
+        few, larger transactions; the last ingest covers every request still unanswered.
+        """
+        by_key = {r.key: r for r in requests}
+        total = ApplySummary()
+        buffer: list[PageOutcome] = list(extra)
+        flushed_at = time.monotonic()
+
+        def flush(final: bool) -> None:
+            nonlocal buffer, flushed_at
+            if final and not by_key and not buffer:
+                return
+            keys = list(by_key) if final else [o.key for o in buffer if o.key in by_key]
+            part = self.ingest(batch_id, [by_key.pop(k) for k in dict.fromkeys(keys) if k in by_key], buffer,
+                               engine=engine.name, pricing_mode=engine.pricing_mode, model=self._model_name(engine))
+            for field in ("applied", "succeeded", "retryable", "fatal", "ignored"):
+                getattr(total, field).extend(getattr(part, field))
+            total.blocked += part.blocked
+            buffer, flushed_at = [], time.monotonic()
+
+        for chunk in chunks:
+            buffer.extend(chunk)
+            if len(buffer) >= INGEST_EVERY_PAGES or time.monotonic() - flushed_at >= INGEST_EVERY_S:
+                flush(final=False)
+        flush(final=True)
+        return total
 
     def _model_name(self, engine: SyncEngine) -> str:
         return getattr(engine, "model_name", None) or (

@@ -172,6 +172,12 @@ class LocalSettings(_Section):
     device: str = "cpu"
     batch_size: str = "auto"
     model_dir: Path | None = None
+    # `ray`: pages run on Ray actors (one per GPU, else one CPU actor per node) while this process stays
+    # the record store's only writer; `none`: this host's devices, inside this process.
+    cluster: Literal["none", "ray"] = "none"
+    # With `cluster: ray`: `auto` (the cluster this host joined), `host:port` / `ray://host:10001`, or
+    # empty to start a private Ray on this host.
+    ray_address: str = ""
 
 
 EngineName = Literal["local", "gemini-batch", "gemini-realtime", "gemini-flex"]

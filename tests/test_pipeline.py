@@ -175,3 +175,37 @@ def test_run_sync_reports_progress_after_every_wave_until_every_page_is_done(tmp
     assert [p.done for p in seen] == sorted(p.done for p in seen)  # never goes backwards
     assert seen[-1].done == 7  # 5 SUCCESS + 1 FATAL + 1 BLOCKED: every page terminal
     assert seen[0].failures == 2 and seen[-1].failures == 2  # the retry and the fatal page, counted once each
+
+
+class StreamingEngine(ScriptedEngine):
+    """Answers one page at a time through `infer_stream`, noting what the store held before each answer."""
+
+    def __init__(self, store, *, drop: frozenset[str] = frozenset()):
+        super().__init__()
+        self.store = store
+        self.drop = drop
+        self.succeeded_before: list[int] = []
+
+    def infer_stream(self, requests: list[PageRequest]):
+        for request in requests:
+            self.succeeded_before.append(self.store.status_counts().get("SUCCESS", 0))
+            if request.key not in self.drop:
+                yield self.infer([request])
+
+
+def test_a_streaming_engines_outcomes_are_ingested_while_it_still_works(tmp_path: Path, monkeypatch) -> None:
+    from ocr_assets import pipeline as pipeline_module
+
+    monkeypatch.setattr(pipeline_module, "INGEST_EVERY_PAGES", 1)
+    pipeline = _pipeline(tmp_path)
+    lost = "NY:nyu:1910:1"
+    engine = StreamingEngine(pipeline.store, drop=frozenset({lost}))
+    first_wave = pipeline.store.runnable(100)
+    _batch, summary = pipeline.run_wave(engine, first_wave)
+    # Each page was sent only after every answered page before it had landed in the store.
+    keys = [r.key for r in first_wave]
+    assert len(keys) == 3 and lost in keys
+    assert engine.succeeded_before == [sum(k != lost for k in keys[:i]) for i in range(len(keys))]
+    assert set(summary.applied) == {r.key for r in first_wave}
+    row = pipeline.store.get(lost)  # a page the stream never answered comes back retryable, not lost
+    assert row.status == RecordStatus.RETRYABLE_FAILURE and row.error_type == "missing_result"

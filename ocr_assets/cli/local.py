@@ -67,11 +67,9 @@ def local_settings(
 
 
 def make_engine(settings: Settings) -> LocalInference:
-    from ocr_assets.engines.local.runner import LocalInference  # the local engine loads only for local commands
+    from ocr_assets.engines.local.runner import local_engine  # the local engine loads only for local commands
 
-    local = settings.local
-    return LocalInference(engine=local.engine, device=local.device, batch_size=local.batch_size,
-                          model_dir=local.model_dir)
+    return local_engine(settings.local)
 
 
 def run(

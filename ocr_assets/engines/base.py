@@ -51,6 +51,8 @@ class PageSuccess(BaseModel):
     usage: TokenUsage = Field(default_factory=TokenUsage)
     model: str = ""
     latency_s: float | None = None
+    # Where it ran when that is not this process (a Ray worker: "host/node id").
+    worker: str | None = None
 
 
 class PageFailure(PageError):
@@ -59,6 +61,8 @@ class PageFailure(PageError):
     usage: TokenUsage = Field(default_factory=TokenUsage)
     model: str = ""
     latency_s: float | None = None
+    # Where it ran when that is not this process (a Ray worker: "host/node id").
+    worker: str | None = None
 
 
 PageOutcome = PageSuccess | PageFailure

@@ -25,12 +25,9 @@ class EngineUnavailable(RuntimeError):
 def make_sync_engine(settings: Settings) -> SyncEngine:
     """The synchronous engine for `settings.engine` (local or gemini-realtime)."""
     if settings.engine == "local":
-        from ocr_assets.engines.local import LocalInference
+        from ocr_assets.engines.local.runner import local_engine
 
-        return LocalInference(
-            engine=settings.local.engine, device=settings.local.device,
-            batch_size=settings.local.batch_size, model_dir=settings.local.model_dir,
-        )
+        return local_engine(settings.local)
     if settings.engine in ("gemini-realtime", "gemini-flex"):
         from ocr_assets.engines.gemini.client import GeminiUnavailable, make_client
         from ocr_assets.engines.gemini.realtime import GeminiFlexEngine, GeminiRealtimeEngine, flex_supported
@@ -90,4 +87,11 @@ def drive(
             waves=len(result.submitted), attempted=result.attempted, succeeded=result.succeeded,
             retryable=result.retryable, fatal=result.fatal, blocked=result.blocked, batches=result.submitted,
         )
-    return pipeline.run_sync(make_sync_engine(pipeline.settings), books=books, limit=limit, on_progress=on_progress)
+    engine = make_sync_engine(pipeline.settings)
+    load = getattr(engine, "load", None)
+    if callable(load):
+        try:
+            load()  # a missing model, device or Ray cluster stops here, before any record is claimed
+        except ValueError as exc:  # DeviceError, RayUnavailable: the engine cannot run on this host
+            raise EngineUnavailable(str(exc)) from exc
+    return pipeline.run_sync(engine, books=books, limit=limit, on_progress=on_progress)
