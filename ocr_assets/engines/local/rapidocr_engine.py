@@ -44,7 +44,7 @@ class RapidOcrTuning:
     - `rec_height`: the height lines are scaled to for the recogniser (the model was trained at 48).
     """
 
-    det_side: int | None = 1280
+    det_side: int | None = 960
     orientation: Orientation = "upright"
     rec_height: int = 48
 
