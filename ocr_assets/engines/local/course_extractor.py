@@ -46,6 +46,8 @@ _COURSE_START = re.compile(
     r"^(?P<prefix>(?:(?:[A-Z][A-Za-z]*\.(?:[A-Z]\.)*|[A-Z][a-z]+)\s+){0,3}?)"
     r"(?P<label>\d{1,3}[a-z]?|[A-H])\s*[.:]\s+(?P<rest>[A-Z(\"'].*)$"
 )
+# "FIG. 59. WOVEN DESIGN …", "Chapter 3. The Voyage", "No. 4. Rachel …": numbered, but not courses.
+_NOT_A_COURSE_PREFIX = re.compile(r"^(?:fig|figure|plate|chapter|chap|page|p|vol|no|art|sec|section|part|book)\.?$", re.I)
 _ACADEMIC_YEAR = re.compile(r"\b(?P<a>1[5-9]\d\d|20\d\d)\s*[-–—/]\s*(?P<b>\d{4}|\d{2})\b")
 _YEAR_LINE = re.compile(r"^(?:[A-Za-z ,.]*?\s)?(?P<year>1[5-9]\d\d|20[0-2]\d)\.?$")
 _TERM = re.compile(
@@ -235,7 +237,8 @@ def parse_course_heading(line: str) -> CourseHeading | None:
         title, rest, complete = first, text[len(first) :], first.endswith(".")
     title = title.rstrip(".").strip()
     prefix = match.group("prefix").strip()
-    if not title or not _looks_like_title(title) or re.search(rf"{_TITLE_WORD}$", prefix):
+    if (not title or not _looks_like_title(title) or re.search(rf"{_TITLE_WORD}$", prefix)
+            or _NOT_A_COURSE_PREFIX.match(prefix)):
         return None
     return CourseHeading(prefix=prefix, label=match.group("label"), title=title, rest=rest.strip(),
                          title_complete=complete)
@@ -390,7 +393,8 @@ def extract_fields(
     clean = join_wrapped_caps([line for line in (normalise_line(raw) for raw in lines) if line])
     school_name, page_number, body = _page_edges(clean, edge_rows)
     entries, departments = _entries(body, carried_department)
-    if not entries_are_courses([_join([entry.title, *entry.lines]) for entry in entries]):
+    if not entries_are_courses([_join([entry.title, *entry.lines]) for entry in entries],
+                               under_department=[entry.department is not None for entry in entries]):
         entries = []  # a numbered list of people, steps or paragraphs: not courses
     catalogue_words = any(is_caps(line) and _CATALOGUE_WORDS.search(line) for line in clean)
     if school_name is None and (catalogue_words or not entries):

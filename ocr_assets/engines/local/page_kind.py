@@ -3,8 +3,9 @@
 The course extractor's line rules fire on any numbered list with capitalised items: a genealogy
 (`1. Rachel Amanda, born 5 April, 1826; married …`), numbered steps of a handbook, numbered
 paragraphs of prose. A catalog entry says what a course is: hours, credits, a term, lectures,
-a laboratory, a prerequisite, a textbook, who teaches it or who takes it. A page keeps its
-courses only when most of its entries say so and few read like records of people.
+a laboratory, a prerequisite, a textbook, who teaches it or who takes it; or it stands under a
+department heading. A page keeps its courses only when most of its entries say so, and fewer
+than half read like records of people.
 """
 
 from __future__ import annotations
@@ -49,15 +50,19 @@ def is_catalog_entry(text: str) -> bool:
     return bool(catalog_words(text)) and not is_people_record(text)
 
 
-def entries_are_courses(entries: Sequence[str]) -> bool:
+def entries_are_courses(entries: Sequence[str], *, under_department: Sequence[bool] | None = None) -> bool:
     """True when at least half the numbered entries on a page read like courses, and under half like people.
 
-    Half, not all: a page's last entry is often cut off before its hours or term.
+    An entry under a department heading (`under_department[i]`) reads like a course whatever its
+    words: a terse catalog lists `1. Algebra. Equations and graphs.` with no hours. Half, not all:
+    a page's last entry is often cut off before its hours or term.
     """
     if not entries:
         return False
-    courses = sum(1 for entry in entries if is_catalog_entry(entry))
+    headed = list(under_department) if under_department is not None else [False] * len(entries)
     people = sum(1 for entry in entries if is_people_record(entry))
+    courses = sum(1 for entry, heading in zip(entries, headed, strict=True)
+                  if (heading or is_catalog_entry(entry)) and not is_people_record(entry))
     return 2 * courses >= len(entries) and 2 * people < len(entries)
 
 

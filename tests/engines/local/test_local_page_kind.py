@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ocr_assets.engines.local.course_extractor import extract_fields
+from ocr_assets.engines.local.course_extractor import extract_fields, parse_course_heading
 from ocr_assets.engines.local.page_kind import (
     catalog_words,
     entries_are_courses,
@@ -129,3 +129,18 @@ def test_a_department_heading_alone_is_a_course_listing_only_beside_catalog_word
     assert extract_fields(["DEPARTMENT OF GREEK", "The courses are open to freshmen; lectures daily."]
                           ).content_type == "course_listing"
     assert not reads_as_catalog(PROSE)
+
+
+def test_terse_entries_under_a_department_heading_are_courses_but_people_never_are() -> None:
+    terse = ["MATHEMATICS", "1. Algebra. Equations and graphs.", "2. Geometry. Plane figures and proofs."]
+    assert [c.course_name for c in extract_fields(terse).courses] == ["Algebra", "Geometry"]
+    assert entries_are_courses(["Algebra. Equations.", "Geometry. Figures."], under_department=[True, True])
+    assert not entries_are_courses(["Algebra. Equations.", "Geometry. Figures."], under_department=[False, False])
+    people = ["Caroline, born 12 July, 1838.", "Edward, born 21 October, 1840."]
+    assert not entries_are_courses(people, under_department=[True, True])
+
+
+@pytest.mark.parametrize("line", ["FIG. 59. WOVEN DESIGN IN FLAT REED.", "Chapter 3. The Voyage Out.",
+                                  "No. 4. Rachel Amanda Horton.", "Plate 2. The Old Mill."])
+def test_numbered_figures_chapters_and_plates_are_not_course_headings(line: str) -> None:
+    assert parse_course_heading(line) is None
