@@ -7,7 +7,11 @@ all, via `ocr_assets.evaluation.run_eval`), and scores each page against its gro
 evaluation module (`cer` on normalised text, multiset course match on name + department). Figures are
 printed per ground-truth content type and overall, and appended to bench/RESULTS.md.
 
-    python bench/accuracy.py --books 8 --pages 6 [--seed 0] [--corpus data/sample]
+`--non-catalog-books N` adds N books of worn non-catalog pages (`ocr_assets.sample_books`: prose,
+verse, genealogy, title page, index; 1-bit, speckled, skewed) and counts the courses found on pages
+whose ground truth has none.
+
+    python bench/accuracy.py --books 8 --pages 6 [--seed 0] [--corpus data/sample] [--non-catalog-books 2]
 """
 
 from __future__ import annotations
@@ -33,10 +37,14 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--corpus", type=Path, default=None,
                         help="an existing corpus (images/, allow_list/, ground_truth/) instead of generating one")
-    parser.add_argument("--local-engine", default="rapidocr", help="settings.local.engine (rapidocr | transformers)")
+    parser.add_argument("--non-catalog-books", type=int, default=0, help="books of non-catalog pages to add")
+    parser.add_argument("--local-engine", default="rapidocr",
+                        help="settings.local.engine (rapidocr | tesseract | transformers)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/ocr_assets_accuracy"))
     args = parser.parse_args()
+    if args.corpus is not None and args.non_catalog_books:
+        parser.error("--non-catalog-books adds pages to the generated corpus, never to an existing --corpus")
 
     from ocr_assets.engines.factory import make_sync_engine
     from ocr_assets.evaluation import ground_truth_path, run_eval, summarise
@@ -57,6 +65,11 @@ def main() -> None:
     else:
         corpus = args.corpus.resolve()
         described = f"existing corpus {args.corpus}"
+    if args.non_catalog_books:
+        from ocr_assets.sample_books import generate_books
+
+        added = generate_books(corpus, books=args.non_catalog_books, pages=5, seed=args.seed)
+        described += f", plus {len(added)} non-catalog pages in {args.non_catalog_books} book(s) (sample_books)"
     env = {
         "OCR_ASSETS_ENGINE": "local",
         "OCR_ASSETS_PATHS__IMAGES_ROOT": str(corpus / "images"),
@@ -98,6 +111,10 @@ def main() -> None:
     }
     for content_type in sorted(by_type):
         figures[f"content type {content_type}"] = line(summarise(content_type, by_type[content_type]))
+    non_catalog = [page for content_type, pages in by_type.items() if content_type != "course_listing"
+                   for page in pages if page.tp + page.fn == 0]
+    figures["courses found on pages whose ground truth has none"] = (
+        f"{sum(page.fp for page in non_catalog)} over {len(non_catalog)} pages")
     if overall.failures:
         figures["pages without a valid output"] = ", ".join(f"{k}: {v}" for k, v in sorted(overall.failures.items()))
     figures["run time (s)"] = f"{run_s:.1f} ({len(report.pages) / run_s:.2f} pages/s, model load included)"

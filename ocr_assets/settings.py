@@ -168,7 +168,8 @@ class GeminiSettings(_Section):
 
 
 class LocalSettings(_Section):
-    engine: Literal["rapidocr", "transformers"] = "rapidocr"
+    # rapidocr: pip-only, the default; tesseract: needs `apt-get install tesseract-ocr` (README).
+    engine: Literal["rapidocr", "tesseract", "transformers"] = "rapidocr"
     device: str = "cpu"
     batch_size: str = "auto"
     model_dir: Path | None = None

@@ -456,7 +456,7 @@ def test_after_the_run_every_record_is_terminal_and_outputs_match_the_store(scen
         ("OCR_ASSETS_EXECUTION__MAX_ATEMPTS", "3", "execution.max_atempts"),
         ("OCR_ASSETS_GEMINI__MAX_JSONL_BYTES", "3000000000", "gemini.max_jsonl_bytes"),
         ("OCR_ASSETS_GEMINI__MIN_RESULT_FRACTION", "1.5", "gemini.min_result_fraction"),
-        ("OCR_ASSETS_LOCAL__ENGINE", "tesseract", "local.engine"),
+        ("OCR_ASSETS_LOCAL__ENGINE", "easyocr", "local.engine"),
         ("OCR_ASSETS_PATHS__IMAGES_ROOT", "[1, 2]", "paths.images_root"),
         ("OCR_ASSETS_FILTERS__YEAR_START", "1900-01-01", "filters.year_start"),
     ],

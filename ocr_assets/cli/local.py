@@ -76,7 +76,7 @@ def run(
     config: ConfigOption = None,
     device: Annotated[str | None, typer.Option(help="auto | cpu | cuda:N | cuda:0,cuda:1 (default: settings).")] = None,
     batch_size: Annotated[str | None, typer.Option(help="auto or a number of pages (default: settings).")] = None,
-    engine: Annotated[str | None, typer.Option(help="rapidocr | transformers (default: settings).")] = None,
+    engine: Annotated[str | None, typer.Option(help="rapidocr | tesseract | transformers (default: settings).")] = None,
     model_dir: Annotated[Path | None, typer.Option(help="Local model directory for --engine transformers.")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Time one page and estimate the run; change nothing.")] = False,
     limit: Annotated[int | None, typer.Option(min=1, help="Attempt at most this many pages.")] = None,

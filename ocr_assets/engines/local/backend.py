@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import json
+import time
 import traceback
+from collections.abc import Callable
 from typing import Protocol
 
-from ocr_assets.engines.base import PageFailure, PageOutcome
+from PIL import Image
+
+from ocr_assets.engines.base import PageFailure, PageOutcome, PageSuccess
 from ocr_assets.engines.local.batching import SafeRange
+from ocr_assets.engines.local.course_extractor import extract_page
+from ocr_assets.engines.local.layout import OcrLine, raw_ocr_from_layout, reading_order
 from ocr_assets.engines.local.prefetch import PreparedPage
 from ocr_assets.schema import ErrorClass
 
@@ -48,3 +55,32 @@ def page_failure(
         model=model,
         latency_s=latency_s,
     )
+
+
+def page_from_lines(
+    page: PreparedPage, recognise: Callable[[Image.Image], list[OcrLine]], *, model: str
+) -> PageOutcome:
+    """One page through a line recogniser (RapidOCR, Tesseract), the shared layout and the course extractor.
+
+    The raw response keeps every line with its box and score; a fault becomes this page's failure.
+    """
+    request = page.request
+    started = time.perf_counter()
+    raw: str | None = None
+    try:
+        assert page.image is not None
+        lines = [line.scaled(page.scale) for line in recognise(page.image)]
+        raw = json.dumps([[[l.x0, l.y0, l.x1, l.y1], l.text, round(l.score, 4)] for l in lines])
+        layout = reading_order(lines)
+        result = extract_page(
+            raw_ocr_from_layout(layout), layout.row_texts(), page=request.page,
+            previous_context=request.previous_context,
+        )
+    except MemoryError as exc:
+        return page_failure(request.key, ErrorClass.RETRYABLE, "out_of_memory", exc, model=model,
+                            raw_response=raw, latency_s=time.perf_counter() - started)
+    except Exception as exc:  # one page's fault must not fail the batch
+        return page_failure(request.key, ErrorClass.RETRYABLE, "engine_error", exc, model=model,
+                            raw_response=raw, latency_s=time.perf_counter() - started)
+    return PageSuccess(key=request.key, result=result, raw_response=raw, model=model,
+                       latency_s=time.perf_counter() - started)

@@ -10,11 +10,20 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from ocr_assets.engines.local.catalog_text import (  # re-exported: the extractor's public helpers
+    DEPARTMENT_PREFIX,
+    INSTITUTION,
+    SMALL_WORDS,
+    is_caps,
+    join_wrapped_caps,
+    normalise_line,
+    split_sentences,
+    title_case,
+)
+from ocr_assets.engines.local.page_kind import entries_are_courses, reads_as_catalog
 from ocr_assets.prompts import CONTEXT_TAIL_CHARS
 from ocr_assets.schema import Course, OcrPageResult, PageInfo, RawOcr, Textbook
 
-_SMALL_WORDS = {"of", "and", "the", "in", "at", "for", "on", "to", "a", "an", "with", "by", "de", "von", "du"}
-_INSTITUTION = r"(?:UNIVERSITY|COLLEGE|INSTITUTE|SEMINARY|ACADEMY|SCHOOL|GYMNASIUM|CONSERVATORY)"
 # Heading words that name a part of the book rather than a department.
 _SECTION_WORDS = {
     "CATALOGUE", "CATALOG", "REGISTER", "BULLETIN", "ANNOUNCEMENT", "ANNOUNCEMENTS", "CONTENTS", "INDEX",
@@ -28,26 +37,17 @@ _CONTENT_HEADINGS = {
     "BOARD OF TRUSTEES": "front_matter", "EXPENSES": "front_matter", "DEGREES": "front_matter",
 }
 _CATALOGUE_WORDS = re.compile(r"\b(?:CATALOGUE|CATALOG|REGISTER|ANNOUNCEMENTS?|BULLETIN|PROSPECTUS)\b", re.I)
-# Abbreviations a sentence never ends on (titles, initials, common catalog shorthand).
-_ABBREVIATIONS = {
-    "mr", "mrs", "dr", "prof", "st", "jr", "sr", "messrs", "vol", "vols", "no", "nos", "pp", "ed", "eds",
-    "cf", "viz", "vs", "etc", "e.g", "i.e", "ph.d", "a.b", "a.m", "b.s", "s.b", "ll.d", "sci", "pol", "math",
-    "hist", "econ", "chem", "phys", "lat", "gk", "eng", "fr", "ger", "bot", "zool", "geol", "astr", "educ",
-    "phil", "span", "c.e", "m.e", "e.e", "sept", "oct", "nov", "dec", "jan", "feb", "aug",
-}
 _NUMBER_WORDS = r"(?:one|two|three|four|five|six|seven|eight|nine|ten|\d{1,2})"
 
-_GLUED_PUNCT = re.compile(r"(?<=[a-z0-9)])([.;:,])(?=[A-Za-z(])")
-_GLUED_OF = re.compile(rf"\b(DEPARTMENT|DIVISION|CATALOGUE|CATALOG|{_INSTITUTION})OF(?=[A-Z])")
-_GLUED_INSTITUTION = re.compile(rf"(?<=[A-Z])(?={_INSTITUTION}\b)")
 _PAGE_NUMBER = re.compile(r"^\d{1,3}$")
 _HEAD_NUMBER = re.compile(r"^(?:(?P<lead>\d{1,3})\s+(?P<a>.+)|(?P<b>.+?)\s+(?P<trail>\d{1,3}))$")
-_DEPARTMENT_PREFIX = re.compile(r"^(?:DEPARTMENT|SCHOOL|DIVISION)\s+OF\s+(?P<name>.+)$", re.I)
 _PARENTHETICAL = re.compile(r"\s*[-—–]?\s*\([^)]*\)\s*$|\s*[-—–]\s*continued\.?$", re.I)
 _COURSE_START = re.compile(
     r"^(?P<prefix>(?:(?:[A-Z][A-Za-z]*\.(?:[A-Z]\.)*|[A-Z][a-z]+)\s+){0,3}?)"
     r"(?P<label>\d{1,3}[a-z]?|[A-H])\s*[.:]\s+(?P<rest>[A-Z(\"'].*)$"
 )
+# "FIG. 59. WOVEN DESIGN …", "Chapter 3. The Voyage", "No. 4. Rachel …": numbered, but not courses.
+_NOT_A_COURSE_PREFIX = re.compile(r"^(?:fig|figure|plate|chapter|chap|page|p|vol|no|art|sec|section|part|book)\.?$", re.I)
 _ACADEMIC_YEAR = re.compile(r"\b(?P<a>1[5-9]\d\d|20\d\d)\s*[-–—/]\s*(?P<b>\d{4}|\d{2})\b")
 _YEAR_LINE = re.compile(r"^(?:[A-Za-z ,.]*?\s)?(?P<year>1[5-9]\d\d|20[0-2]\d)\.?$")
 _TERM = re.compile(
@@ -73,80 +73,6 @@ _UNDERGRADUATE = re.compile(r"\b(?:freshm[ae]n|sophomores?|juniors?|seniors?|und
 _SECONDARY_SCHOOL = re.compile(r"\b(?:HIGH\s+SCHOOL|ACADEMY|LATIN\s+SCHOOL|GRAMMAR\s+SCHOOL)\b", re.I)
 
 
-# -- text clean-up ------------------------------------------------------------------------------
-
-
-def normalise_line(text: str) -> str:
-    """Collapse whitespace and restore spaces OCR drops after punctuation and inside caps headings."""
-    text = " ".join(text.split())
-    text = re.sub(r"(?<=\d)[oO](?=\d)", "0", text)  # "1o1" → "101": OCR reads a zero as o
-    text = _GLUED_PUNCT.sub(r"\1 ", re.sub(r"(?<=\w) +(?=[.,;:](?:\s|$))", "", text))
-    if is_caps(text):
-        text = _GLUED_INSTITUTION.sub(" ", _GLUED_OF.sub(r"\1 OF ", text))
-    return text
-
-
-def is_caps(text: str) -> bool:
-    """True for an all-capitals line with at least three letters."""
-    letters = [c for c in text if c.isalpha()]
-    return len(letters) >= 3 and all(c.isupper() for c in letters)
-
-
-def join_wrapped_caps(lines: Sequence[str]) -> list[str]:
-    """Rejoin a capitals heading wrapped over lines: at a function word (`MASSACHUSETTS INSTITUTE` /
-    `OF TECHNOLOGY`), inside parentheses (`ENGLISH (ADVANCED` / `COURSES)`), or after a department
-    prefix (`DEPARTMENT OF CIVIL` / `ENGINEERING`) — a narrow column wraps headings often.
-    """
-    joined: list[str] = []
-    for line in lines:
-        if joined and is_caps(line) and is_caps(joined[-1]) and not any(c.isdigit() for c in joined[-1] + line):
-            previous = joined[-1]
-            if (
-                line.split()[0].lower() in _SMALL_WORDS
-                or previous.split()[-1].lower() in _SMALL_WORDS
-                or previous.count("(") > previous.count(")")
-                or (_DEPARTMENT_PREFIX.match(previous) and not _DEPARTMENT_PREFIX.match(line)
-                    and len(line.split()) <= 3)
-            ):
-                joined[-1] = f"{previous} {line}"
-                continue
-        joined.append(line)
-    return joined
-
-
-def title_case(text: str) -> str:
-    """`UNIVERSITY OF CALIFORNIA AT LOS ANGELES` → `University of California at Los Angeles`."""
-    words = text.split()
-    out = []
-    for index, word in enumerate(words):
-        lower = word.lower()
-        if index > 0 and lower in _SMALL_WORDS:
-            out.append(lower)
-        else:
-            out.append("-".join(part[:1].upper() + part[1:] for part in lower.split("-")))
-    return " ".join(out)
-
-
-def split_sentences(text: str) -> list[str]:
-    """Split on sentence ends, but not after titles (`Mr.`), initials (`J.`) or catalog shorthand."""
-    sentences: list[str] = []
-    start = 0
-    for match in re.finditer(r"[.!?](?=\s+[A-Z(\"'$]|\s*$)", text):
-        before = text[start : match.start()]
-        last = before.split()[-1] if before.split() else ""
-        token = last.lower().rstrip(".")
-        if token in _ABBREVIATIONS or (len(last) == 1 and last.isupper()) or re.fullmatch(r"(?:[A-Za-z]\.)+[A-Za-z]", last):
-            continue
-        sentence = text[start : match.end()].strip()
-        if sentence:
-            sentences.append(sentence)
-        start = match.end()
-    tail = text[start:].strip()
-    if tail:
-        sentences.append(tail)
-    return sentences
-
-
 # -- line-level parsers (each a pure function with a parametrize table in the tests) ----------
 
 
@@ -166,14 +92,14 @@ def parse_department_heading(line: str) -> str | None:
     text = _PARENTHETICAL.sub("", line).strip().rstrip(".")
     if not text or any(ch.isdigit() for ch in text) or "," in text or ";" in text:
         return None
-    prefixed = _DEPARTMENT_PREFIX.match(text)
+    prefixed = DEPARTMENT_PREFIX.match(text)
     if prefixed and len(text.split()) <= 9:
         name = prefixed.group("name").strip()
         return title_case(name) if is_caps(name) else name
-    if not is_caps(text) or len(text.split()) > 6 or text.split()[0].lower() in _SMALL_WORDS:
+    if not is_caps(text) or len(text.split()) > 6 or text.split()[0].lower() in SMALL_WORDS:
         return None
     words = set(re.findall(r"[A-Z]+", text))
-    if words & _SECTION_WORDS or re.search(rf"\b{_INSTITUTION}\b", text) or _CATALOGUE_WORDS.search(text):
+    if words & _SECTION_WORDS or re.search(rf"\b{INSTITUTION}\b", text) or _CATALOGUE_WORDS.search(text):
         return None
     if text in {"OF THE", "AND", "FOR"}:
         return None
@@ -184,7 +110,7 @@ def parse_school_name(line: str) -> str | None:
     """The institution a running head or title line names (`CATALOGUE OF OBERLIN COLLEGE` → `Oberlin College`)."""
     text, _number = strip_page_number(line)
     text = re.sub(r"[,.]?\s*(?:\d{4}\s*[-–—]\s*\d{2,4}|\d{4})\.?$", "", text).strip(" ,.")
-    if not re.search(rf"\b{_INSTITUTION}\b", text, re.I):
+    if not re.search(rf"\b{INSTITUTION}\b", text, re.I):
         return None
     text = re.sub(rf"^(?:(?:ANNUAL\s+)?{_CATALOGUE_WORDS.pattern}\s+OF\s+(?:THE\s+)?)", "", text, flags=re.I).strip()
     if re.match(r"^(?:Published|Printed|Press|Issued|Department\s+of|School\s+of|Division\s+of)\b", text, re.I):
@@ -192,7 +118,7 @@ def parse_school_name(line: str) -> str | None:
     if is_caps(text):
         return title_case(text) if len(text.split()) <= 8 else None
     words = text.split()
-    capitalised = all(w[:1].isupper() or w.lower() in _SMALL_WORDS for w in words)
+    capitalised = all(w[:1].isupper() or w.lower() in SMALL_WORDS for w in words)
     return text if capitalised and len(words) <= 8 and not _CATALOGUE_WORDS.search(text) else None
 
 
@@ -311,14 +237,15 @@ def parse_course_heading(line: str) -> CourseHeading | None:
         title, rest, complete = first, text[len(first) :], first.endswith(".")
     title = title.rstrip(".").strip()
     prefix = match.group("prefix").strip()
-    if not title or not _looks_like_title(title) or re.search(rf"{_TITLE_WORD}$", prefix):
+    if (not title or not _looks_like_title(title) or re.search(rf"{_TITLE_WORD}$", prefix)
+            or _NOT_A_COURSE_PREFIX.match(prefix)):
         return None
     return CourseHeading(prefix=prefix, label=match.group("label"), title=title, rest=rest.strip(),
                          title_complete=complete)
 
 
 def _looks_like_title(title: str) -> bool:
-    words = [w for w in re.findall(r"[A-Za-z][A-Za-z'’-]*", title) if w.lower() not in _SMALL_WORDS]
+    words = [w for w in re.findall(r"[A-Za-z][A-Za-z'’-]*", title) if w.lower() not in SMALL_WORDS]
     if not words or len(title.split()) > 12:
         return False
     return sum(1 for w in words if w[0].isupper()) >= max(1, round(0.75 * len(words)))
@@ -466,6 +393,9 @@ def extract_fields(
     clean = join_wrapped_caps([line for line in (normalise_line(raw) for raw in lines) if line])
     school_name, page_number, body = _page_edges(clean, edge_rows)
     entries, departments = _entries(body, carried_department)
+    if not entries_are_courses([_join([entry.title, *entry.lines]) for entry in entries],
+                               under_department=[entry.department is not None for entry in entries]):
+        entries = []  # a numbered list of people, steps or paragraphs: not courses
     catalogue_words = any(is_caps(line) and _CATALOGUE_WORDS.search(line) for line in clean)
     if school_name is None and (catalogue_words or not entries):
         school_name = next((s for s in map(parse_school_name, body) if s), None)
@@ -483,7 +413,7 @@ def extract_fields(
         content_type = "course_listing"
     elif section:
         content_type = section
-    elif departments:
+    elif departments and reads_as_catalog(body):
         content_type = "course_listing"
     elif school_name and (catalogue_words or academic_year) and len(clean) <= 30:
         content_type = "title_page"

@@ -5,28 +5,67 @@ Text lines with boxes → reading order (columns) → `raw_ocr`, then the rule-b
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import queue
-import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Literal
 
+import cv2
 import numpy as np
 from PIL import Image
 
-from ocr_assets.engines.base import PageOutcome, PageSuccess
-from ocr_assets.engines.local.backend import page_failure
+from ocr_assets.engines.base import PageOutcome
+from ocr_assets.engines.local.backend import page_from_lines
 from ocr_assets.engines.local.batching import SafeRange
-from ocr_assets.engines.local.course_extractor import extract_page
-from ocr_assets.engines.local.layout import OcrLine, raw_ocr_from_layout, reading_order
+from ocr_assets.engines.local.layout import OcrLine
 from ocr_assets.engines.local.prefetch import PreparedPage
 from ocr_assets.engines.local.spacing import DecodedLine, ctc_decode_with_spaces
-from ocr_assets.schema import ErrorClass
 
 MODEL_NAME = "rapidocr-onnxruntime/PP-OCRv4"
 # RapidOCR's default: lines recognised with less mean confidence are noise (rules, specks).
 TEXT_SCORE = 0.5
+
+Orientation = Literal["upright", "verify", "classifier"]
+
+
+@dataclass(frozen=True)
+class RapidOcrTuning:
+    """How the RapidOCR stages run; the defaults were chosen on real scans (bench/accuracy_real.py).
+
+    - `det_side`: the longer side of the image the detector sees (None: RapidOCR's own choice, which
+      for pages over 1,500 px is 2,000 px — RapidOCR 1.4.4 ignores `limit_side_len` there). Line
+      boxes are found on the small image; lines are still cut from the full-resolution page.
+    - `orientation`: `upright` trusts that page lines are upright (decoded with EXIF orientation);
+      `verify` runs the 0/180 classifier and turns a line only when the turned reading scores
+      better; `classifier` obeys the classifier (RapidOCR's behaviour, which turned ~2% of upright
+      lines on real scans upside down).
+    - `rec_height`: the height lines are scaled to for the recogniser (the model was trained at 48).
+    """
+
+    det_side: int | None = 960
+    orientation: Orientation = "upright"
+    rec_height: int = 48
+
+
+BASELINE_TUNING = RapidOcrTuning(det_side=None, orientation="classifier", rec_height=48)
+
+
+def keep_turned(upright: DecodedLine, turned: DecodedLine) -> bool:
+    """The orientation rule: a line turned 180° replaces the upright reading only if it reads better."""
+    return bool(turned.text.strip()) and turned.score > upright.score
+
+
+def detector_input(bgr: np.ndarray, side: int | None) -> tuple[np.ndarray, float]:
+    """The page shrunk so its longer side is at most `side`, and the factor back to page pixels."""
+    longer = max(bgr.shape[:2])
+    if side is None or longer <= side:
+        return bgr, 1.0
+    factor = side / longer
+    small = cv2.resize(bgr, (round(bgr.shape[1] * factor), round(bgr.shape[0] * factor)),
+                       interpolation=cv2.INTER_AREA)
+    return small, longer / max(small.shape[:2])
 
 
 def default_parallelism(cores: int | None = None) -> tuple[int, int]:
@@ -49,18 +88,24 @@ class RapidOcrBackend:
     per_item_bytes = 256 * 2**20
 
     def __init__(
-        self, *, parallel_pages: int | None = None, threads_per_page: int | None = None, rec_batch: int = 1
+        self, *, parallel_pages: int | None = None, threads_per_page: int | None = None, rec_batch: int = 1,
+        tuning: RapidOcrTuning | None = None,
     ):
         from rapidocr_onnxruntime import RapidOCR
 
         default_parallel, default_threads = default_parallelism()
         self.parallel_pages = parallel_pages or default_parallel
         self.rec_batch = rec_batch
+        self.tuning = tuning or RapidOcrTuning()
         threads = threads_per_page or default_threads
         # Each pipeline is used by one thread at a time; the queue hands them out.
         self._pipelines: queue.Queue = queue.Queue()
         for _ in range(self.parallel_pages):
-            self._pipelines.put(RapidOCR(intra_op_num_threads=threads, inter_op_num_threads=1))
+            pipeline = RapidOCR(intra_op_num_threads=threads, inter_op_num_threads=1)
+            channels, height, width = pipeline.text_rec.rec_image_shape
+            scaled_width = round(width * self.tuning.rec_height / height)
+            pipeline.text_rec.rec_image_shape = [channels, self.tuning.rec_height, scaled_width]
+            self._pipelines.put(pipeline)
         self._pool = ThreadPoolExecutor(max_workers=self.parallel_pages, thread_name_prefix="rapidocr")
 
     def close(self) -> None:
@@ -77,12 +122,13 @@ class RapidOcrBackend:
     def _recognise(self, pipeline, bgr: np.ndarray) -> list[OcrLine]:
         # RapidOCR's own stages (detector, angle classifier, recogniser sessions), with our decoding:
         # its decoder drops most word spaces of English print (see spacing.py).
-        boxes, _elapsed = pipeline.text_det(bgr)
+        small, factor = detector_input(bgr, self.tuning.det_side)
+        boxes, _elapsed = pipeline.text_det(small)
         if boxes is None or len(boxes) == 0:
             return []
-        crops = pipeline.get_crop_img_list(bgr, list(boxes))
-        crops, _angles, _elapsed = pipeline.text_cls(crops)
-        decoded = self._read_crops(pipeline.text_rec, crops)
+        boxes = [np.asarray(box, dtype=np.float32) * factor for box in boxes]
+        crops = pipeline.get_crop_img_list(bgr, boxes)
+        decoded = self.read_lines(pipeline, crops)
         lines = []
         for box, line in zip(boxes, decoded, strict=True):
             if line.score >= TEXT_SCORE and line.text.strip():
@@ -90,6 +136,22 @@ class RapidOcrBackend:
                 lines.append(OcrLine(float(xs.min()), float(ys.min()), float(xs.max()), float(ys.max()),
                                      line.text.strip(), line.score))
         return lines
+
+    def read_lines(self, pipeline, crops: list[np.ndarray]) -> list[DecodedLine]:
+        """Recognise line crops, turning them 180° as `tuning.orientation` says."""
+        if self.tuning.orientation == "upright":
+            return self._read_crops(pipeline.text_rec, crops)
+        turned, angles, _elapsed = pipeline.text_cls(crops)  # deep-copies: `crops` stay as cut
+        if self.tuning.orientation == "classifier":
+            return self._read_crops(pipeline.text_rec, turned)
+        decoded = self._read_crops(pipeline.text_rec, crops)
+        flagged = [i for i, (label, score) in enumerate(angles)
+                   if "180" in label and score > pipeline.text_cls.cls_thresh]
+        for index, reading in zip(flagged, self._read_crops(pipeline.text_rec, [turned[i] for i in flagged]),
+                                  strict=True):
+            if keep_turned(decoded[index], reading):
+                decoded[index] = reading
+        return decoded
 
     def _read_crops(self, recogniser, crops: list[np.ndarray]) -> list[DecodedLine]:
         """Recognise line crops in batches of `rec_batch`, grouped by aspect ratio (less padding).
@@ -117,26 +179,7 @@ class RapidOcrBackend:
         return [line for line in decoded if line is not None]
 
     def _page(self, page: PreparedPage) -> PageOutcome:
-        request = page.request
-        started = time.perf_counter()
-        raw: str | None = None
-        try:
-            assert page.image is not None
-            lines = [line.scaled(page.scale) for line in self.recognise(page.image)]
-            raw = json.dumps([[[l.x0, l.y0, l.x1, l.y1], l.text, round(l.score, 4)] for l in lines])
-            layout = reading_order(lines)
-            result = extract_page(
-                raw_ocr_from_layout(layout), layout.row_texts(), page=request.page,
-                previous_context=request.previous_context,
-            )
-        except MemoryError as exc:
-            return page_failure(request.key, ErrorClass.RETRYABLE, "out_of_memory", exc, model=self.model,
-                                raw_response=raw, latency_s=time.perf_counter() - started)
-        except Exception as exc:  # one page's fault must not fail the batch
-            return page_failure(request.key, ErrorClass.RETRYABLE, "engine_error", exc, model=self.model,
-                                raw_response=raw, latency_s=time.perf_counter() - started)
-        return PageSuccess(key=request.key, result=result, raw_response=raw, model=self.model,
-                           latency_s=time.perf_counter() - started)
+        return page_from_lines(page, self.recognise, model=self.model)
 
     def run_batch(self, pages: list[PreparedPage]) -> list[PageOutcome]:
         """OCR the batch's pages in parallel (one pipeline each); outcomes in input order."""

@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-EngineKind = Literal["rapidocr", "transformers"]
+EngineKind = Literal["rapidocr", "tesseract", "transformers"]
 
 
 def local_engine(local: LocalSettings) -> LocalInference | RayInference:
@@ -65,7 +65,7 @@ def split_evenly(count: int, parts: int) -> list[range]:
 
 
 class LocalInference(BaseModel):
-    """Runs page requests on local devices with RapidOCR (CPU, default) or a transformers VLM."""
+    """Runs page requests on local devices with RapidOCR (CPU, default), Tesseract (CPU) or a transformers VLM."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -101,6 +101,10 @@ class LocalInference(BaseModel):
     def model_name(self) -> str:
         if self.engine == "transformers" and self.model_dir is not None:
             return self.model_dir.name
+        if self.engine == "tesseract":
+            from ocr_assets.engines.local.tesseract_engine import MODEL_NAME as TESSERACT
+
+            return TESSERACT
         from ocr_assets.engines.local.rapidocr_engine import MODEL_NAME
 
         return MODEL_NAME
@@ -117,10 +121,10 @@ class LocalInference(BaseModel):
     def _resolve_devices(self) -> list[str]:
         if self.engine == "transformers":
             return resolve_devices(self.device)
-        # RapidOCR runs on ONNX Runtime's CPU build: a CUDA device would sit idle.
+        # RapidOCR (ONNX Runtime's CPU build) and Tesseract run on the CPU: a CUDA device would sit idle.
         spec = self.device if isinstance(self.device, str) else ",".join(self.device)
         if spec.strip().lower() not in ("auto", "cpu"):
-            log.warning("engine 'rapidocr' runs on the CPU; ignoring device %r", spec)
+            log.warning("engine %r runs on the CPU; ignoring device %r", self.engine, spec)
         return ["cpu"]
 
     def _backend(self, device: str) -> PageBackend:
@@ -139,6 +143,10 @@ class LocalInference(BaseModel):
 
             assert self.model_dir is not None
             return TransformersVlmBackend(self.model_dir, device, max_new_tokens=self.max_new_tokens)
+        if self.engine == "tesseract":
+            from ocr_assets.engines.local.tesseract_engine import TesseractBackend
+
+            return TesseractBackend()
         from ocr_assets.engines.local.rapidocr_engine import RapidOcrBackend
 
         return RapidOcrBackend()

@@ -1,13 +1,19 @@
-"""The default engine end to end on a page rendered with Pillow: OCR reads it back, with word spaces."""
+"""The default engine end to end on a page rendered with Pillow: OCR reads it back, with word spaces;
+the orientation rule and the detector's input size on lines the tests render."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from ocr_assets.engines.base import PageSuccess
+from ocr_assets.engines.local.rapidocr_engine import RapidOcrBackend, RapidOcrTuning, detector_input, keep_turned
 from ocr_assets.engines.local.runner import LocalInference
+from ocr_assets.engines.local.layout import reading_order
+from ocr_assets.engines.local.spacing import DecodedLine
 from ocr_assets.evaluation import cer
 from tests.engines.local.local_helpers import make_request, render_columns, render_lines
 
@@ -64,3 +70,86 @@ def test_a_two_column_page_is_read_column_by_column(engine: LocalInference, tmp_
     assert isinstance(outcome, PageSuccess), outcome
     assert [block.text for block in outcome.result.raw_ocr.text_blocks] == [*left, *right, "12"]
     assert outcome.result.raw_ocr.layout_description.startswith("two columns")
+
+
+# -- orientation rule and detector input ----------------------------------------------------------
+
+ORIENTATION_LINES = ["Elementary Algebra and Geometry", "Trigonometry"]  # one word: one box when turned
+
+
+@pytest.mark.parametrize(
+    ("upright", "turned", "keep"),
+    [
+        (DecodedLine("Algebra", 0.95), DecodedLine("eıqəbɩA", 0.41), False),
+        (DecodedLine("ʎɹʇǝɯoǝ⅁", 0.40), DecodedLine("Geometry", 0.93), True),
+        (DecodedLine("Latin", 0.80), DecodedLine("Latin", 0.80), False),  # a tie keeps the page upright
+        (DecodedLine("", 0.0), DecodedLine("   ", 0.9), False),  # a turned reading of nothing is nothing
+    ],
+)
+def test_a_turned_line_replaces_the_upright_reading_only_when_it_reads_better(upright, turned, keep) -> None:
+    assert keep_turned(upright, turned) is keep
+
+
+def _page_with_a_turned_line(path: Path) -> Image.Image:
+    """Two printed lines, the second turned upside down (as a rotated paste-in would be)."""
+    render_lines(path, ORIENTATION_LINES[:1], size=(900, 120))
+    upright = Image.open(path).convert("RGB")
+    render_lines(path, ORIENTATION_LINES[1:], size=(900, 120))
+    turned = Image.open(path).convert("RGB").rotate(180)
+    page = Image.new("RGB", (900, 240), "white")
+    page.paste(upright, (0, 0))
+    page.paste(turned, (0, 120))
+    return page
+
+
+def _texts(lines) -> list[str]:
+    return reading_order(lines).row_texts()  # the detector may cut a line in pieces
+
+
+def test_verify_turns_a_line_that_is_really_upside_down(tmp_path: Path) -> None:
+    backend = RapidOcrBackend(parallel_pages=1, threads_per_page=1, tuning=RapidOcrTuning(orientation="verify"))
+    page = _page_with_a_turned_line(tmp_path / "line.png")
+    texts = _texts(backend.recognise(page))
+    assert cer("\n".join(ORIENTATION_LINES), "\n".join(texts)) < 0.05, texts
+
+
+def test_verify_keeps_upright_lines_the_classifier_calls_upside_down(tmp_path: Path, monkeypatch) -> None:
+    # The fault seen on real scans: the 0/180 classifier flags upright print as turned.
+    from rapidocr_onnxruntime.ch_ppocr_cls.text_cls import TextClassifier
+
+    def everything_turned(self, crops):
+        return [np.ascontiguousarray(np.rot90(crop, 2)) for crop in crops], [["180", 0.99]] * len(crops), 0.0
+
+    monkeypatch.setattr(TextClassifier, "__call__", everything_turned)
+    path = render_lines(tmp_path / "page.png", ORIENTATION_LINES, size=(900, 160))
+    image = Image.open(path).convert("RGB")
+    obeyed = RapidOcrBackend(parallel_pages=1, threads_per_page=1, tuning=RapidOcrTuning(orientation="classifier"))
+    verified = RapidOcrBackend(parallel_pages=1, threads_per_page=1, tuning=RapidOcrTuning(orientation="verify"))
+    assert cer("\n".join(ORIENTATION_LINES), "\n".join(_texts(obeyed.recognise(image)))) > 0.3
+    texts = _texts(verified.recognise(image))
+    assert cer("\n".join(ORIENTATION_LINES), "\n".join(texts)) < 0.05, texts
+
+
+@pytest.mark.parametrize(
+    ("shape", "side", "small_shape", "factor"),
+    [
+        ((2338, 1783, 3), 1280, (1280, 976, 3), 2338 / 1280),
+        ((1400, 1000, 3), 1280, (1280, 914, 3), 1400 / 1280),
+        ((800, 600, 3), 1280, (800, 600, 3), 1.0),  # never enlarged
+        ((2338, 1783, 3), None, (2338, 1783, 3), 1.0),
+    ],
+)
+def test_the_detector_sees_the_page_shrunk_to_its_side_limit(shape, side, small_shape, factor) -> None:
+    small, back = detector_input(np.zeros(shape, dtype=np.uint8), side)
+    assert small.shape == small_shape
+    assert back == pytest.approx(factor, rel=1e-3)
+
+
+def test_line_boxes_found_on_the_shrunk_page_are_in_page_pixels(tmp_path: Path) -> None:
+    path = render_lines(tmp_path / "big.png", ORIENTATION_LINES, size=(2400, 400), font_size=60)
+    image = Image.open(path).convert("RGB")
+    backend = RapidOcrBackend(parallel_pages=1, threads_per_page=1, tuning=RapidOcrTuning(det_side=960))
+    first, second = sorted(backend.recognise(image), key=lambda line: line.y0)
+    assert 20 <= first.x0 <= 60 and first.y0 < 40 < first.y1  # render_lines draws at (40, 30)
+    assert first.x1 > 1000 and second.y0 > first.y1  # beyond 960: not in the shrunk image's pixels
+    assert cer("\n".join(ORIENTATION_LINES), f"{first.text}\n{second.text}") < 0.05
