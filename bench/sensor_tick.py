@@ -266,9 +266,9 @@ def main() -> None:
         emulator.stop()
         raise SystemExit("sensor evaluation failed: " + "; ".join(errors))
     record(f"sensor tick latency: {in_flight:,} records in flight", figures,
-           notes="each tick makes a handful of store transactions under the file lock (the connection leased "
-                 "between them) and one batches.get per active batch (gemini.poll_concurrency at a time) against "
-                 "the local emulator")
+           notes="each tick makes a handful of store calls, each in its own short store session (lock, open, "
+                 "transaction, close; the sensors hold no session for the whole tick) and one batches.get per "
+                 "active batch (gemini.poll_concurrency at a time) against the local emulator")
     emulator.stop()
     shutil.rmtree(args.workdir, ignore_errors=True)
 

@@ -3,8 +3,8 @@ ingest at 10k, 100k and 1M records, in one run.
 
 Target (issue 17): claim and apply at 1M within 2x of their 10k cost (flat, not linear).
 Each store is planned in bulk (books of 1,000 pages, a chain break every 50), then every figure is
-the median of `--rounds` rounds, timed inside one `store.session()` so the open/close (a checkpoint,
-timed on its own) is not mixed into the statement costs. Every round claims fresh runnable records
+the median of `--rounds` rounds (interleaved across the sizes), timed inside one `store.session()`
+so the open/close (a checkpoint, timed on its own) is not mixed into the statement costs. Every round claims fresh runnable records
 (longest chain first, as the submitter does) and applies realistic outcomes (~10 KB output JSON).
 
     python bench/store_scale.py [--sizes 10000,100000,1000000] [--rounds 5]
@@ -69,32 +69,48 @@ def _timed(fn) -> float:
     return time.perf_counter() - start
 
 
-def measure(workdir: Path, records: int, rounds: int) -> dict[str, float]:
+def build(workdir: Path, records: int) -> tuple[RecordStore, float]:
     db = workdir / f"store-{records}.duckdb"
     for leftover in workdir.glob(f"{db.name}*"):
         leftover.unlink()
     store = RecordStore(db, max_attempts=3)
-    plan_s = _timed(lambda: store.add_planned(plan_nodes(records)))
-    runnable_s, claim_s, apply_s, ingest_s = [], [], [], []
+    return store, _timed(lambda: store.add_planned(plan_nodes(records)))
+
+
+def one_round(store: RecordStore, r: int) -> dict[str, float]:
+    """One round's timings (s), inside one session."""
     with store.session():
-        for r in range(rounds):
-            runnable_s.append(_timed(lambda: store.runnable(1000)))
-            keys = [row.key for row in store.runnable(100)]
-            claim_s.append(_timed(lambda: store.claim(f"c{r}", _items(keys), engine="gemini-batch", model="m")))
-            outcomes = _outcomes(keys)
-            apply_s.append(_timed(lambda: store.apply_outcomes(f"c{r}", outcomes)))
-            keys = [row.key for row in store.runnable(500)]
-            outcomes = _outcomes(keys)
+        runnable_s = _timed(lambda: store.runnable(1000))
+        keys = [row.key for row in store.runnable(100)]
+        claim_s = _timed(lambda: store.claim(f"c{r}", _items(keys), engine="gemini-batch", model="m"))
+        outcomes = _outcomes(keys)
+        apply_s = _timed(lambda: store.apply_outcomes(f"c{r}", outcomes))
+        keys = [row.key for row in store.runnable(500)]
+        outcomes = _outcomes(keys)
 
-            def ingest(keys=keys, outcomes=outcomes, r=r) -> None:
-                store.claim(f"i{r}", _items(keys), engine="gemini-batch", model="m")
-                store.apply_outcomes(f"i{r}", outcomes)
+        def ingest() -> None:
+            store.claim(f"i{r}", _items(keys), engine="gemini-batch", model="m")
+            store.apply_outcomes(f"i{r}", outcomes)
 
-            ingest_s.append(_timed(ingest))
-    open_close_s = statistics.median(_timed(lambda: store.kv_get("x")) for _ in range(rounds))
-    return {"plan_s": plan_s, "runnable_1000_ms": 1000 * statistics.median(runnable_s),
-            "claim_100_ms": 1000 * statistics.median(claim_s), "apply_100_ms": 1000 * statistics.median(apply_s),
-            "ingest_500_ms": 1000 * statistics.median(ingest_s), "open_call_close_ms": 1000 * open_close_s}
+        ingest_s = _timed(ingest)
+    open_close_s = _timed(lambda: store.kv_get("x"))
+    return {"runnable_1000_ms": runnable_s, "claim_100_ms": claim_s, "apply_100_ms": apply_s,
+            "ingest_500_ms": ingest_s, "open_call_close_ms": open_close_s}
+
+
+def measure(workdir: Path, sizes: list[int], rounds: int) -> dict[int, dict[str, float]]:
+    """Median figures per size. Rounds are interleaved across the sizes, so a shared host's load
+    swings hit every size alike instead of whichever size ran at the wrong moment."""
+    stores = {n: build(workdir, n) for n in sizes}
+    samples: dict[int, list[dict[str, float]]] = {n: [] for n in sizes}
+    for r in range(rounds):
+        for n in sizes:
+            samples[n].append(one_round(stores[n][0], r))
+    results = {}
+    for n in sizes:
+        results[n] = {"plan_s": stores[n][1]} | {
+            name: 1000 * statistics.median(sample[name] for sample in samples[n]) for name in samples[n][0]}
+    return results
 
 
 def main() -> None:
@@ -106,7 +122,7 @@ def main() -> None:
     args = parser.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
     sizes = [int(s) for s in args.sizes.split(",")]
-    results = {n: measure(args.workdir, n, args.rounds) for n in sizes}
+    results = measure(args.workdir, sizes, args.rounds)
     shutil.rmtree(args.workdir, ignore_errors=True)
     figures: dict[str, object] = {}
     for n, found in results.items():

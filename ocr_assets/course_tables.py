@@ -20,6 +20,7 @@ from ocr_assets.keys import BookKey
 from ocr_assets.outputs import read_output
 from ocr_assets.schema import OcrPageResult
 from ocr_assets.store import RecordRow, RecordStatus, RecordStore
+from ocr_assets.store.courses import write_courses_db
 
 PREVIEW_ROWS = 50
 # Derived tables live under this folder of output_root; a leading '_' can never be a state name.
@@ -110,10 +111,6 @@ def replace_atomically(path: Path, write) -> None:
         raise
 
 
-def _sql_str(path: Path) -> str:
-    return "'" + str(path).replace("'", "''") + "'"
-
-
 def write_book_courses(output_root: Path, book: str, rows: Sequence[dict[str, Any]]) -> tuple[Path, Path]:
     """Write one book's course rows as Parquet and JSONL (atomically); returns both paths."""
     import pyarrow as pa
@@ -175,29 +172,16 @@ def build_corpus_courses(output_root: Path) -> CorpusCourses:
     The record store's DuckDB file is never opened here: the corpus table lives in a separate file
     (written to a temp name and renamed, so a reader holding the old file is never blocked).
     """
-    import duckdb
     import pyarrow as pa
 
     duckdb_path, parquet_path = corpus_table_paths(output_root)
     files = sorted(str(p) for p in Path(output_root, TABLES_DIR, "book_courses").glob("*/*/*.parquet"))
-    source = "read_parquet(?, union_by_name = true)" if files else "empty_courses"
     stats: dict[str, Any] = {}
 
     def write_db(path: Path) -> None:
-        con = duckdb.connect(str(path))
-        try:
-            con.register("empty_courses", pa.Table.from_pylist([], schema=_course_schema()))
-            con.execute(f"CREATE TABLE courses AS SELECT * FROM {source} ORDER BY book, page, course_index",
-                        [files] if files else [])
-            stats["rows"], stats["books"] = con.execute("SELECT count(*), count(DISTINCT book) FROM courses").fetchall()[0]
-            stats["by_department"] = con.sql(
-                "SELECT coalesce(department, '(none)') AS department, count(*) AS courses, count(DISTINCT book) "
-                f"AS books FROM courses GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT {PREVIEW_ROWS}"
-            ).to_arrow_table().to_pylist()
-            stats["preview"] = con.sql(f"SELECT * FROM courses LIMIT {PREVIEW_ROWS}").to_arrow_table().to_pylist()
-            replace_atomically(parquet_path, lambda p: con.execute(f"COPY courses TO {_sql_str(p)} (FORMAT parquet)"))
-        finally:
-            con.close()
+        stats.update(write_courses_db(
+            path, files, pa.Table.from_pylist([], schema=_course_schema()), preview_rows=PREVIEW_ROWS,
+            export_parquet=lambda write: replace_atomically(parquet_path, write)))
 
     replace_atomically(duckdb_path, write_db)
     return CorpusCourses(
