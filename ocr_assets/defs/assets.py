@@ -146,7 +146,7 @@ def page_ocr(
     keys = list(context.partition_keys)  # a single-run backfill covers many books: one run, cross-book waves
     run_settings = gemini.configure(settings.load(engine=config.engine or None))
     if context.run.tags.get(ENGINE_TAG) != run_settings.engine:  # runs from the UI or CLI carry no engine tag
-        context.instance.add_run_tags(context.run_id, {ENGINE_TAG: run_settings.engine})
+        context.instance.add_run_tags(context.run.run_id, {ENGINE_TAG: run_settings.engine})
     pipeline = make_pipeline(run_settings, store, tracker)
     engine = local_inference.get() if run_settings.engine == "local" else None
     try:

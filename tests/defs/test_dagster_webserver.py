@@ -197,6 +197,6 @@ def test_the_ui_shows_the_partition_materialized_with_its_per_page_table(platfor
     assert f"{book}\nMaterialized" in text
     assert "Materialized (2)" in text and "Missing (0)" in text
     assert "page_table" in text
-    assert "page upstream_page status attempts error tokens cost_usd output_path" in text
-    assert "2 1 SUCCESS 1" in text  # page 2, upstream page 1, succeeded on its first attempt
+    assert "page upstream_page status failed attempts error tokens cost_usd output_path" in text
+    assert "2 1 SUCCESS false 1" in text  # page 2, upstream page 1, not failed, succeeded on its first attempt
     assert "1902/4.json" in text
