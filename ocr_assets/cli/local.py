@@ -30,7 +30,7 @@ from ocr_assets.cli.common import (
     selected_books,
     table,
 )
-from ocr_assets.engines.base import PageFailure, PageOutcome
+from ocr_assets.core import PageFailure, PageOutcome
 from ocr_assets.outputs import atomic_write_text, read_output
 from ocr_assets.pipeline import Pipeline, RunSummary
 from ocr_assets.prompts import PromptError

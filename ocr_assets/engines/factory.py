@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from ocr_assets.engines.base import SyncEngine
+from ocr_assets.core import SyncEngine
 from ocr_assets.pipeline import Pipeline, Progress, ProgressCallback, RunSummary
 from ocr_assets.settings import Settings
 

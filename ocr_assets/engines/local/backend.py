@@ -5,7 +5,7 @@ from __future__ import annotations
 import traceback
 from typing import Protocol
 
-from ocr_assets.engines.base import PageFailure, PageOutcome
+from ocr_assets.core import PageFailure, PageOutcome
 from ocr_assets.engines.local.batching import SafeRange
 from ocr_assets.engines.local.prefetch import PreparedPage
 from ocr_assets.schema import ErrorClass

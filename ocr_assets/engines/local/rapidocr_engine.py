@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from PIL import Image
 
-from ocr_assets.engines.base import PageOutcome, PageSuccess
+from ocr_assets.core import PageOutcome, PageSuccess
 from ocr_assets.engines.local.backend import page_failure
 from ocr_assets.engines.local.batching import SafeRange
 from ocr_assets.engines.local.course_extractor import extract_page

@@ -17,7 +17,7 @@ from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
-from ocr_assets.engines.base import PageFailure, PageOutcome, PageRequest, PricingMode
+from ocr_assets.core import PageFailure, PageOutcome, PageRequest, PricingMode
 from ocr_assets.engines.local.backend import PageBackend, page_failure
 from ocr_assets.engines.local.batching import (
     BatchSizeSpec,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from ocr_assets.engines.base import PageSuccess
+from ocr_assets.core import PageSuccess
 from ocr_assets.engines.local.runner import LocalInference
 from ocr_assets.evaluation import cer
 from tests.engines.local.local_helpers import make_request, render_columns, render_lines
