@@ -10,7 +10,6 @@ import yaml
 from typer.testing import CliRunner
 
 from ocr_assets.cli import app, common
-from tests.fixtures.emulator import gemini_emulator  # noqa: F401 - pytest fixture
 from ocr_assets.pipeline import Pipeline
 from ocr_assets.settings import load_settings
 from ocr_assets.store import BatchState, RecordStatus

@@ -26,7 +26,6 @@ from ocr_assets.prompts import PromptError
 from ocr_assets.schema import OcrPageResult, RawOcr, TextBlock
 from ocr_assets.tracking import BraintrustTracker, NullTracker
 from tests.fixtures.braintrust_capture import braintrust_capture
-from tests.fixtures.emulator import gemini_emulator  # noqa: F401 - pytest fixture
 from tests.fixtures.corpus import settings_for, write_book
 
 # -- character error rate -------------------------------------------------------------------------------

@@ -21,7 +21,6 @@ from PIL import ImageDraw
 
 from ocr_assets.core import PageFailure, PageRequest, PageSuccess
 from ocr_assets.engines.emulator import LocalAnswerer, local_engine_available, parse_page_identity
-from tests.fixtures.emulator import gemini_emulator, gemini_emulator_env  # noqa: F401 - fixtures
 from ocr_assets.schema import ErrorClass, OcrPageResult, PageInfo, RawOcr, TextBlock, parse_page_result
 
 MODEL = "gemini-2.5-flash"

@@ -13,7 +13,6 @@ from google.genai import errors, types
 
 from ocr_assets.engines.emulator import RECORD_FAULT_KINDS, FaultConfig
 from ocr_assets.engines.emulator.faults import record_fault
-from tests.fixtures.emulator import gemini_emulator  # noqa: F401 - fixture
 from ocr_assets.schema import OutputParseError, parse_page_result
 
 MODEL = "gemini-2.5-flash"

@@ -13,7 +13,6 @@ import pytest
 from ocr_assets.engines.emulator.answers import AnswerRequest, EchoAnswerer
 from ocr_assets.engines.emulator.config import ModelLikeConfig
 from ocr_assets.engines.emulator.model_like import thinking_tokens, vary
-from tests.fixtures.emulator import gemini_emulator  # noqa: F401 - pytest fixture
 from ocr_assets.engines.gemini.batch import GeminiBatchClient
 from ocr_assets.engines.gemini.client import make_client
 from ocr_assets.engines.gemini.realtime import GeminiRealtimeEngine

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.fixtures.emulator import gemini_emulator  # noqa: F401 - pytest fixture
 from ocr_assets.engines.gemini.batch import GeminiBatchClient
 from ocr_assets.engines.gemini.client import make_client
 from ocr_assets.engines.gemini.runner import (

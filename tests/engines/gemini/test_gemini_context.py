@@ -10,7 +10,6 @@ from ocr_assets.engines.gemini.context import LocalOcrContext
 from ocr_assets.pipeline import Pipeline
 from ocr_assets.plan import build_plan
 from ocr_assets.schema import OcrPageResult, PageInfo, RawOcr, TextBlock
-from tests.fixtures.emulator import gemini_emulator  # noqa: F401 - pytest fixture
 from tests.fixtures.corpus import settings_for, write_book
 
 
