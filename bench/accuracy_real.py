@@ -144,7 +144,7 @@ def main() -> None:
     # One thread per engine: CPU-s per page is then the cost on one core.
     os.environ.setdefault("OMP_THREAD_LIMIT", "1")
 
-    from ocr_assets.engines.base import PageRequest, PageSuccess, PromptIdentity
+    from ocr_assets.core import PageRequest, PageSuccess, PromptIdentity
     from ocr_assets.engines.local.prefetch import prepare_page
     from ocr_assets.evaluation import ground_truth_path, levenshtein, normalise_text
     from ocr_assets.plan import scan_corpus

@@ -514,7 +514,7 @@ def audit(settings: Settings, store: RecordStore, server: EmulatorServer, *, kil
             disagreements += 1
             note("disagreements", f"{key}: {why}")
 
-    snapshot = server.state.snapshot()
+    snapshot = server.snapshot()
     return ChaosReport(
         pages=len(allow_listed), terminal=terminal, lost=lost, unfinished=unfinished,
         success_resent=success_resent, success_resent_by_order=resent_by_order,

@@ -121,7 +121,7 @@ def run(root: Path, *, context: str, budget: int | None, latency: float, prompt:
             "SELECT count(*) AS n FROM failure_log WHERE error_type = 'schema_violation'")[0]["n"]
         counts = pipeline.store.status_counts()
     pages = max(1, int(ledger["pages"] or 0))
-    from ocr_assets.engines.base import TokenUsage
+    from ocr_assets.core import TokenUsage
     from ocr_assets.pricing import cost
 
     at_tiling = cost(TokenUsage(prompt_tokens=round(estimated), output_tokens=round((ledger["output"] or 0) / pages)),

@@ -27,7 +27,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._results import record  # noqa: E402
-from ocr_assets.engines.base import PageFailure, PageOutcome, PageSuccess, TokenUsage  # noqa: E402
+from ocr_assets.core import PageFailure, PageOutcome, PageSuccess, TokenUsage  # noqa: E402
 from ocr_assets.outputs import file_sha256  # noqa: E402
 from ocr_assets.pipeline import Pipeline  # noqa: E402
 from ocr_assets.plan import build_plan  # noqa: E402

@@ -31,7 +31,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._results import record  # noqa: E402
-from ocr_assets.engines.base import PageRequest, PageSuccess, PromptIdentity  # noqa: E402
+from ocr_assets.core import PageRequest, PageSuccess, PromptIdentity  # noqa: E402
 from ocr_assets.engines.local.devices import cuda_device_count  # noqa: E402
 from ocr_assets.engines.local.prefetch import prepare_page  # noqa: E402
 from ocr_assets.engines.local.rapidocr_engine import RapidOcrBackend, default_parallelism  # noqa: E402

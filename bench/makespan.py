@@ -207,7 +207,7 @@ CACHED_INSTRUCTIONS = "Transcribe every course exactly as printed; keep departme
 
 def ledger_run(root: Path, pages: int, mode: str) -> dict[str, float]:
     """`pages` single-page books through one engine against a fresh emulator; per-page ledger sums."""
-    from ocr_assets.engines.base import TokenUsage
+    from ocr_assets.core import TokenUsage
     from ocr_assets.engines.emulator import EmulatorConfig, EmulatorServer, make_answerer
     from ocr_assets.engines.factory import drive, make_batch_client
     from ocr_assets.engines.gemini.client import make_client

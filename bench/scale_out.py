@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._results import record  # noqa: E402
 from bench.local_throughput import load_average, page_images, requests_for  # noqa: E402
-from ocr_assets.engines.base import PageOutcome, PageRequest, PageSuccess  # noqa: E402
+from ocr_assets.core import PageOutcome, PageRequest, PageSuccess  # noqa: E402
 from ocr_assets.engines.local.devices import cuda_device_count  # noqa: E402
 from ocr_assets.engines.local.ray_cluster import PageWorker, RayInference  # noqa: E402
 from ocr_assets.engines.local.runner import LocalInference  # noqa: E402

@@ -246,13 +246,13 @@ def main() -> None:
             figures[f"{name} tick (s)"] = fmt(timings)
             figures[f"{name} result"] = describe(result)
         if args.finish and not errors:
-            emulator.state.advance_clock(3600)  # every batch starts RUNNING and answers
+            emulator.advance_clock(3600)  # every batch starts RUNNING and answers
             deadline = time.monotonic() + 600
             while time.monotonic() < deadline:
-                summaries = emulator.state.batches.summaries()
+                summaries = emulator.batches.summaries()
                 if all(s["state"] == "BATCH_STATE_SUCCEEDED" for s in summaries):
                     break
-                emulator.state.batches.refresh_all()
+                emulator.batches.refresh_all()
                 time.sleep(1)
             timings, result = time_ticks(batch_poll_sensor, context, 1)
             figures["batch_poll_sensor tick, every batch just finished (s)"] = (

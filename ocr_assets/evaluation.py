@@ -24,7 +24,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from ocr_assets.engines.base import SyncEngine
+from ocr_assets.core import SyncEngine
 from ocr_assets.keys import RecordKey
 from ocr_assets.outputs import read_output
 from ocr_assets.pipeline import Pipeline, open_store

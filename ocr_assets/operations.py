@@ -18,7 +18,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from ocr_assets.engines.base import PromptIdentity
+from ocr_assets.core import PromptIdentity
 from ocr_assets.outputs import atomic_write_text
 from ocr_assets.page_requests import UPSTREAM_OUTPUT, UpstreamOutputContext, build_page_requests
 from ocr_assets.prompts import PromptError, PromptRegistry

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from ocr_assets.engines.base import PageRequest, PromptIdentity
+from ocr_assets.core import PageRequest, PromptIdentity
 from ocr_assets.outputs import read_output
 from ocr_assets.prompts import PromptError, PromptRegistry, page_variables, upstream_context
 from ocr_assets.store import RecordRow, RecordStore

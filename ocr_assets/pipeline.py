@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, Field
 
-from ocr_assets.engines.base import (
+from ocr_assets.core import (
     EngineCannotAnswer,
     PageFailure,
     PageOutcome,

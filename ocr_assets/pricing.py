@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ocr_assets.engines.base import PricingMode, TokenUsage
+from ocr_assets.core import PricingMode, TokenUsage
 from ocr_assets.settings import ModelSettings
 
 

@@ -14,7 +14,7 @@ from typing import Any
 import jinja2
 from pydantic import BaseModel
 
-from ocr_assets.engines.base import PromptIdentity
+from ocr_assets.core import PromptIdentity
 from ocr_assets.schema import OcrPageResult
 
 CONTEXT_TAIL_CHARS = 500

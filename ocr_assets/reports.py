@@ -15,8 +15,8 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from ocr_assets.core import SyncEngine
 from ocr_assets.course_tables import PREVIEW_ROWS, TABLES_DIR, replace_atomically
-from ocr_assets.engines.base import SyncEngine
 from ocr_assets.keys import BookKey, RecordKey
 from ocr_assets.outputs import file_sha256, read_output
 from ocr_assets.pipeline import Pipeline, Progress, ProgressCallback, RunSummary, publish_progress

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+# The emulator fixtures (`gemini_emulator`, `gemini_emulator_env`) for every test module.
+pytest_plugins = ["tests.fixtures.emulator"]
+
 
 @pytest.fixture(autouse=True)
 def _isolated_environment(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -10,7 +10,6 @@ import yaml
 from typer.testing import CliRunner
 
 from ocr_assets.cli import app, common
-from ocr_assets.engines.emulator.testing import gemini_emulator  # noqa: F401 - pytest fixture
 from ocr_assets.pipeline import Pipeline
 from ocr_assets.settings import load_settings
 from ocr_assets.store import BatchState, RecordStatus
@@ -54,7 +53,7 @@ def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, gemini_emulator):
 def _wait_done(server, timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        batches = server.state.batches.summaries()
+        batches = server.batches.summaries()
         if batches and all(b["state"].endswith("SUCCEEDED") for b in batches):
             return
         time.sleep(0.05)
@@ -145,7 +144,7 @@ def test_run_batch_drives_every_record_to_success_in_chain_order(cli):
     assert sorted(sent) == sorted(r.key for r in records)
     assert invoke("run", "--batch").output.strip().endswith("every selected record is terminal")
     listed = invoke("batches")
-    assert listed.exit_code == 0 and listed.output.count("INGESTED") == len(server.state.batches.summaries())
+    assert listed.exit_code == 0 and listed.output.count("INGESTED") == len(server.batches.summaries())
 
 
 def test_unknown_batch_and_missing_key_are_one_clear_line(cli, monkeypatch):

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from ocr_assets.engines.base import PageOutcome, PageRequest, PageSuccess, TokenUsage
+from ocr_assets.core import PageOutcome, PageRequest, PageSuccess, TokenUsage
 from ocr_assets.evaluation import (
     CourseMatch,
     EvalError,
@@ -26,7 +26,6 @@ from ocr_assets.prompts import PromptError
 from ocr_assets.schema import OcrPageResult, RawOcr, TextBlock
 from ocr_assets.tracking import BraintrustTracker, NullTracker
 from tests.fixtures.braintrust_capture import braintrust_capture
-from ocr_assets.engines.emulator.testing import gemini_emulator  # noqa: F401 - pytest fixture
 from tests.fixtures.corpus import settings_for, write_book
 
 # -- character error rate -------------------------------------------------------------------------------

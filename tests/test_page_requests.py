@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from ocr_assets.cli import app
-from ocr_assets.engines.base import PageSuccess
+from ocr_assets.core import PageSuccess
 from ocr_assets.engines.gemini.context import LocalOcrContext
 from ocr_assets.page_requests import UpstreamOutputContext, build_page_requests
 from ocr_assets.pipeline import Pipeline

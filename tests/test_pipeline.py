@@ -1,7 +1,7 @@
 import json
 from pathlib import Path
 
-from ocr_assets.engines.base import PageFailure, PageOutcome, PageRequest, PageSuccess, TokenUsage
+from ocr_assets.core import PageFailure, PageOutcome, PageRequest, PageSuccess, TokenUsage
 from ocr_assets.outputs import file_sha256, read_output
 import pytest
 

@@ -9,7 +9,6 @@ import yaml
 from typer.testing import CliRunner
 
 from ocr_assets.cli import app, common
-from ocr_assets.engines.emulator.testing import gemini_emulator  # noqa: F401 - pytest fixture
 from ocr_assets.pipeline import open_store
 from ocr_assets.redaction import REDACTED, is_secret_value, looks_secret, scrub
 from ocr_assets.settings import load_settings

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from ocr_assets.engines.base import PageSuccess
+from ocr_assets.core import PageSuccess
 from ocr_assets.engines.local.runner import LocalInference
 from ocr_assets.evaluation import cer
 from ocr_assets.sample_books import CONTENT_TYPE, PAGE_KINDS, PageStyle, generate_books, page_paragraphs, render_page

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ocr_assets.engines.base import TokenUsage
+from ocr_assets.core import TokenUsage
 from ocr_assets.pipeline import Pipeline
 from ocr_assets.plan import build_plan
 from ocr_assets.pricing import cost

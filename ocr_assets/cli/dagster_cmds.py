@@ -226,7 +226,7 @@ def _summary(config: Path, home: Path, failures: list[str]) -> None:
     settings = load_settings(config)
     store = open_store(settings)
     counts = store.status_counts()
-    console.print(f"\n[bold]pages[/bold]: " + ", ".join(f"{s} {n}" for s, n in sorted(counts.items())))
+    console.print("\n[bold]pages[/bold]: " + ", ".join(f"{s} {n}" for s, n in sorted(counts.items())))
     _, parquet = corpus_table_paths(settings.paths.output_root)
     if parquet.exists():
         import pyarrow.parquet as pq

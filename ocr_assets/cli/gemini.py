@@ -28,7 +28,7 @@ from ocr_assets.cli.common import (
     table,
 )
 from ocr_assets.cli.progress import progress_bar
-from ocr_assets.engines.base import EngineMisconfigured, EngineUnreachable
+from ocr_assets.core import EngineMisconfigured, EngineUnreachable
 from ocr_assets.engines.factory import EngineUnavailable, drive, make_batch_client
 from ocr_assets.pipeline import Pipeline
 from ocr_assets.prompts import PromptError

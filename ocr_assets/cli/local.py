@@ -30,7 +30,7 @@ from ocr_assets.cli.common import (
     selected_books,
     table,
 )
-from ocr_assets.engines.base import PageFailure, PageOutcome
+from ocr_assets.core import PageFailure, PageOutcome
 from ocr_assets.outputs import atomic_write_text, read_output
 from ocr_assets.pipeline import Pipeline, RunSummary
 from ocr_assets.prompts import PromptError
@@ -67,7 +67,7 @@ def local_settings(
 
 
 def make_engine(settings: Settings) -> LocalInference:
-    from ocr_assets.engines.local.runner import local_engine  # the local engine loads only for local commands
+    from ocr_assets.engines.factory import local_engine  # the local engine loads only for local commands
 
     return local_engine(settings.local)
 

@@ -16,7 +16,7 @@ from ocr_assets.defs.assets import (
     table,
 )
 from ocr_assets.defs.checks import check_evaluations
-from ocr_assets.defs.partitions import add_missing_books, books
+from ocr_assets.defs.partitions import add_missing_books
 from ocr_assets.defs.resources import GeminiResource, RecordStoreResource, SettingsResource, TrackerResource, make_pipeline
 from ocr_assets.operations import batch_records_table
 from ocr_assets.course_tables import build_book_courses, build_corpus_courses

@@ -9,24 +9,37 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from ocr_assets.engines.base import SyncEngine
+from ocr_assets.core import SyncEngine
 from ocr_assets.pipeline import Pipeline, Progress, ProgressCallback, RunSummary
-from ocr_assets.settings import Settings
+from ocr_assets.settings import LocalSettings, Settings
 
 if TYPE_CHECKING:
     from ocr_assets.engines.gemini.batch import GeminiBatchClient
     from ocr_assets.engines.gemini.calls import BatchCalls
+    from ocr_assets.engines.local.ray_cluster import RayInference
+    from ocr_assets.engines.local.runner import LocalInference
 
 
 class EngineUnavailable(RuntimeError):
     """The configured engine cannot be built here (missing dependency, credentials or model)."""
 
 
+def local_engine(local: LocalSettings) -> LocalInference | RayInference:
+    """The local engine `local` describes: this host's devices, or Ray actors with `cluster: ray`."""
+    from ocr_assets.engines.local.runner import LocalInference  # torch / ONNX load only for local runs
+
+    engine = LocalInference(engine=local.engine, device=local.device, batch_size=local.batch_size,
+                            model_dir=local.model_dir)
+    if local.cluster == "ray":
+        from ocr_assets.engines.local.ray_cluster import RayInference  # ray loads only for cluster runs
+
+        return RayInference(engine, address=local.ray_address)
+    return engine
+
+
 def make_sync_engine(settings: Settings) -> SyncEngine:
     """The synchronous engine for `settings.engine` (local or gemini-realtime)."""
     if settings.engine == "local":
-        from ocr_assets.engines.local.runner import local_engine
-
         return local_engine(settings.local)
     if settings.engine in ("gemini-realtime", "gemini-flex"):
         from ocr_assets.engines.gemini.client import GeminiUnavailable, make_client

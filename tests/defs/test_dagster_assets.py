@@ -7,7 +7,6 @@ import pyarrow.parquet as pq
 
 from ocr_assets.definitions import defs
 from ocr_assets.defs.resources import default_resources
-from ocr_assets.engines.emulator.testing import gemini_emulator  # noqa: F401 - pytest fixture
 from ocr_assets.pipeline import open_store
 from tests.defs.support import Corpus, write_corpus, write_settings
 

@@ -12,7 +12,6 @@ import dagster as dg
 import pytest
 
 from ocr_assets.defs.sensors import batch_poll_sensor, batch_submit_sensor, book_discovery_sensor
-from ocr_assets.engines.emulator.testing import gemini_emulator  # noqa: F401 - pytest fixture
 from ocr_assets.pipeline import open_store
 from ocr_assets.plan import build_plan
 from ocr_assets.settings import load_settings

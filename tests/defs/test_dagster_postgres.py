@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 
-from ocr_assets.engines.emulator.testing import gemini_emulator  # noqa: F401 - pytest fixture
 from ocr_assets.pipeline import open_store
 from ocr_assets.plan import build_plan
 from ocr_assets.settings import load_settings

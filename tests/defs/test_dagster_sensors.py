@@ -9,7 +9,6 @@ import pytest
 from ocr_assets.definitions import defs
 from ocr_assets.defs.jobs import batch_metadata
 from ocr_assets.defs.sensors import batch_poll_sensor, batch_submit_sensor, book_discovery_sensor
-from ocr_assets.engines.emulator.testing import gemini_emulator  # noqa: F401 - pytest fixture
 from ocr_assets.pipeline import open_store
 from ocr_assets.plan import build_plan
 from ocr_assets.store import BatchState, ClaimItem, RecordStatus

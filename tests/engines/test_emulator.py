@@ -19,9 +19,8 @@ from google.genai import errors, types
 from PIL import Image as PILImage
 from PIL import ImageDraw
 
-from ocr_assets.engines.base import PageFailure, PageRequest, PageSuccess
+from ocr_assets.core import PageFailure, PageRequest, PageSuccess
 from ocr_assets.engines.emulator import LocalAnswerer, local_engine_available, parse_page_identity
-from ocr_assets.engines.emulator.testing import gemini_emulator, gemini_emulator_env  # noqa: F401 - fixtures
 from ocr_assets.schema import ErrorClass, OcrPageResult, PageInfo, RawOcr, TextBlock, parse_page_result
 
 MODEL = "gemini-2.5-flash"
@@ -239,12 +238,12 @@ def test_cancel_ends_an_active_batch_and_frees_its_enqueued_tokens(gemini_emulat
     emulator = gemini_emulator(pending_s=60)
     client = emulator.client()
     job = submit_jsonl(client, [jsonl_line("k", 1)])
-    assert emulator.state.batches.enqueued_tokens() > 0
+    assert emulator.batches.enqueued_tokens() > 0
     client.batches.cancel(name=job.name)
     job = client.batches.get(name=job.name)
     assert job.state == types.JobState.JOB_STATE_CANCELLED
     assert job.dest is None
-    assert emulator.state.batches.enqueued_tokens() == 0
+    assert emulator.batches.enqueued_tokens() == 0
     assert [e.event for e in emulator.state.events] == ["created", "cancelled"]
     assert emulator.state.request_log == []  # it never reached inference
 
@@ -289,9 +288,9 @@ def test_files_expire_after_their_ttl_and_a_request_naming_one_fails_per_line(ge
     image = upload_bytes(client, page_image(1), "image/jpeg")
     source = upload_bytes(client, jsonl_line("late", 1, image_uri=image.uri).encode(), "application/jsonl")
     assert image.expiration_time.timestamp() == pytest.approx(image.create_time.timestamp() + 3600, abs=1)
-    emulator.state.advance_clock(1800)
+    emulator.advance_clock(1800)
     fresh_source = upload_bytes(client, jsonl_line("late", 1, image_uri=image.uri).encode(), "application/jsonl")
-    emulator.state.advance_clock(1801)
+    emulator.advance_clock(1801)
     with pytest.raises(errors.ClientError) as expired:
         client.files.get(name=image.name)
     assert expired.value.code == 404
@@ -342,7 +341,7 @@ def test_the_api_key_is_required_and_never_appears_in_logs_or_responses(gemini_e
 
     assert len(seen) > 8
     assert all(secret.encode() not in body for body in seen)
-    assert secret not in json.dumps(emulator.state.snapshot())
+    assert secret not in json.dumps(emulator.snapshot())
     assert secret not in emulator.state.config.model_dump_json()
 
 

@@ -13,7 +13,6 @@ from google.genai import errors, types
 
 from ocr_assets.engines.emulator import RECORD_FAULT_KINDS, FaultConfig
 from ocr_assets.engines.emulator.faults import record_fault
-from ocr_assets.engines.emulator.testing import gemini_emulator  # noqa: F401 - fixture
 from ocr_assets.schema import OutputParseError, parse_page_result
 
 MODEL = "gemini-2.5-flash"
@@ -223,9 +222,9 @@ def test_a_stuck_batch_stays_pending_until_it_expires_after_48_hours(gemini_emul
     job = client.batches.create(model=MODEL, src=src.name)
     time.sleep(0.2)
     assert client.batches.get(name=job.name).state == types.JobState.JOB_STATE_PENDING
-    emulator.state.advance_clock(47 * 3600)
+    emulator.advance_clock(47 * 3600)
     assert client.batches.get(name=job.name).state == types.JobState.JOB_STATE_PENDING
-    emulator.state.advance_clock(3600)
+    emulator.advance_clock(3600)
     job = client.batches.get(name=job.name)
     assert job.state == types.JobState.JOB_STATE_EXPIRED and job.dest is None
     assert emulator.state.request_log == []

@@ -13,7 +13,6 @@ import pytest
 from ocr_assets.engines.emulator.answers import AnswerRequest, EchoAnswerer
 from ocr_assets.engines.emulator.config import ModelLikeConfig
 from ocr_assets.engines.emulator.model_like import thinking_tokens, vary
-from ocr_assets.engines.emulator.testing import gemini_emulator  # noqa: F401 - pytest fixture
 from ocr_assets.engines.gemini.batch import GeminiBatchClient
 from ocr_assets.engines.gemini.client import make_client
 from ocr_assets.engines.gemini.realtime import GeminiRealtimeEngine
@@ -21,7 +20,7 @@ from ocr_assets.engines.gemini.runner import run_batches
 from ocr_assets.pipeline import Pipeline
 from ocr_assets.plan import build_plan
 from ocr_assets.pricing import cost
-from ocr_assets.engines.base import TokenUsage
+from ocr_assets.core import TokenUsage
 from ocr_assets.sample_corpus import generate_corpus
 from ocr_assets.schema import OutputParseError, extract_json, parse_page_result, response_json_schema
 from tests.fixtures.corpus import settings_for

@@ -207,7 +207,7 @@ class LocalAnswerer:
         return outcome
 
     def answer_many(self, requests: list[AnswerRequest]) -> list[Answer | Exception]:
-        from ocr_assets.engines.base import PageRequest, PageSuccess, PromptIdentity
+        from ocr_assets.core import PageRequest, PageSuccess, PromptIdentity
 
         engine = self._get_engine()
         outcomes: list[Answer | Exception | None] = [None] * len(requests)

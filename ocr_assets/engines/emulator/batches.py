@@ -12,18 +12,15 @@ import json
 import logging
 import threading
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ocr_assets.engines.emulator import faults as fault_rules
 from ocr_assets.engines.emulator.answers import answer_all
 from ocr_assets.engines.emulator.config import ERROR_FAULT_CODES
 from ocr_assets.engines.emulator.inference import Outcome, shape
-from ocr_assets.engines.emulator.state import Prepared, RequestLogEntry, model_name, new_id
+from ocr_assets.engines.emulator.state import EmulatorState, Prepared, RequestLogEntry, model_name, new_id
 from ocr_assets.engines.emulator.wire import BATCH_OUTPUT_TYPE, BATCH_TYPE, ApiError, field as wire_field
 from ocr_assets.engines.emulator.wire import rfc3339, status_object
-
-if TYPE_CHECKING:
-    from ocr_assets.engines.emulator.state import EmulatorState
 
 logger = logging.getLogger(__name__)
 
@@ -100,6 +97,11 @@ class BatchQueue:
         with self.state.lock:
             return len(self._active())
 
+    def _log_event(self, event: str, batch: str | None, tokens: int, detail: str | None = None) -> None:
+        with self.state.lock:
+            self.state.log_event(event, batch, tokens, enqueued_tokens=self.enqueued_tokens(),
+                                 active_batches=self.active_count(), detail=detail)
+
     def summaries(self) -> list[dict[str, Any]]:
         with self.state.lock:
             return [
@@ -132,18 +134,18 @@ class BatchQueue:
             self.refresh_all()
             config = state.config
             if config.max_enqueued_tokens is not None and tokens > config.max_enqueued_tokens:
-                state.log_event("rejected", None, tokens, "batch alone exceeds the enqueued-token limit")
+                self._log_event("rejected", None, tokens, "batch alone exceeds the enqueued-token limit")
                 raise ApiError(400, f"The batch needs an estimated {tokens} tokens, more than the enqueued-token "
                                     f"limit of {config.max_enqueued_tokens}; split it.")
             enqueued = self.enqueued_tokens()
             if config.max_enqueued_tokens is not None and enqueued + tokens > config.max_enqueued_tokens:
-                state.log_event("rejected", None, tokens, f"enqueued {enqueued} + {tokens} > "
+                self._log_event("rejected", None, tokens, f"enqueued {enqueued} + {tokens} > "
                                                           f"{config.max_enqueued_tokens}")
                 raise ApiError(429, f"Enqueued token limit exceeded for model {model}: {enqueued} tokens are "
                                     f"enqueued, this batch adds {tokens}, the limit is "
                                     f"{config.max_enqueued_tokens}. Retry when active batches finish.")
             if config.max_active_batches is not None and len(self._active()) >= config.max_active_batches:
-                state.log_event("rejected", None, tokens, "too many active batches")
+                self._log_event("rejected", None, tokens, "too many active batches")
                 raise ApiError(429, f"Too many concurrent batch jobs (limit {config.max_active_batches}).")
             self._ordinal += 1
             now = state.now()
@@ -154,7 +156,7 @@ class BatchQueue:
                 create_time=now, update_time=now, fate=fault_rules.batch_fate(config.faults, self._ordinal),
             )
             self._batches[batch.id] = batch
-            state.log_event("created", batch.name, tokens, batch.fate)
+            self._log_event("created", batch.name, tokens, batch.fate)
             self._schedule(batch, config.pending_s)
             return batch
 
@@ -226,7 +228,7 @@ class BatchQueue:
             return
         if batch.state == PENDING:
             batch.state, batch.update_time = RUNNING, now
-            state.log_event("running", batch.name, batch.estimated_tokens)
+            self._log_event("running", batch.name, batch.estimated_tokens)
         due = age >= config.pending_s + config.batch_latency_s
         if batch.fate == "fail":
             if due:
@@ -321,7 +323,7 @@ class BatchQueue:
         failed = sum(1 for i in delivered if batch.outcomes and batch.outcomes[i].error is not None)
         batch.stats = {"requestCount": total, "successfulRequestCount": succeeded, "failedRequestCount": failed,
                        "pendingRequestCount": total - succeeded - failed}
-        state.log_event(final.removeprefix("BATCH_STATE_").lower(), batch.name, batch.estimated_tokens)
+        self._log_event(final.removeprefix("BATCH_STATE_").lower(), batch.name, batch.estimated_tokens)
 
     def _write_output(self, batch: Batch, *, keep_all: bool) -> set[int]:
         """Build the result file or inline responses; returns the positions whose line the caller gets."""
@@ -409,7 +411,7 @@ class BatchQueue:
         with self.state.lock:  # re-entrant: cancel takes it too
             batch = self.cancel(owner, batch_id)
             batch.deleted = True
-            self.state.log_event("deleted", batch.name, batch.estimated_tokens)
+            self._log_event("deleted", batch.name, batch.estimated_tokens)
 
     def stop(self) -> None:
         with self.state.lock:

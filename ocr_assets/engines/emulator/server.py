@@ -5,6 +5,7 @@ control routes, on a stdlib `ThreadingHTTPServer`.
         client = emulator.client()          # genai.Client(api_key=..., http_options=HttpOptions(base_url=url))
         ...
         emulator.state.request_log         # what reached inference
+        emulator.batches.summaries()       # every batch and its state
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from ocr_assets.engines.emulator import faults as fault_rules
 from ocr_assets.engines.emulator.answers import Answerer, EchoAnswerer
+from ocr_assets.engines.emulator.batches import BatchQueue
 from ocr_assets.engines.emulator.config import EmulatorConfig
 from ocr_assets.engines.emulator.inference import RECORD_KEY_HEADER, count_tokens, generate_content
 from ocr_assets.engines.emulator.state import EmulatorState, model_name, page
@@ -150,7 +152,8 @@ class _Handler(BaseHTTPRequestHandler):
         path = unquote(parsed.path)
         query = parse_qs(parsed.query)
         body = self._read_body()
-        state = self.server.state
+        emulator = self.server.emulator
+        state = emulator.state
         route = ""
         try:
             match = None
@@ -168,7 +171,7 @@ class _Handler(BaseHTTPRequestHandler):
                 if route != "files.upload_chunk":
                     request.owner = state.authenticate(self.headers.get("x-goog-api-key") or request.arg("key"))
                 state.endpoint_fault(route)
-            response = _HANDLERS[route](state, request)
+            response = _HANDLERS[route](emulator, request)
         except ApiError as exc:
             headers = dict(exc.headers)
             if route == "files.upload_chunk":
@@ -200,22 +203,22 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, address: tuple[str, int], state: EmulatorState):
+    def __init__(self, address: tuple[str, int], emulator: EmulatorServer):
         super().__init__(address, _Handler)
-        self.state = state
+        self.emulator = emulator
 
 
 # -- route functions ---------------------------------------------------------------------------------------
 
 
-def _upload_start(state: EmulatorState, request: _Request) -> _Response:
+def _upload_start(emulator: EmulatorServer, request: _Request) -> _Response:
     if (request.header("X-Goog-Upload-Protocol") or "").lower() != "resumable":
         raise ApiError(400, "Only the resumable upload protocol is supported (X-Goog-Upload-Protocol: resumable).")
     if (request.header("X-Goog-Upload-Command") or "").lower() != "start":
         raise ApiError(400, "A resumable upload starts with X-Goog-Upload-Command: start.")
     declared = request.header("X-Goog-Upload-Header-Content-Length")
     meta = request.json().get("file") or {}
-    session = state.start_upload(request.owner, meta, int(declared) if declared else None,
+    session = emulator.state.start_upload(request.owner, meta, int(declared) if declared else None,
                                  request.header("X-Goog-Upload-Header-Content-Type"))
     ver = request.params["ver"]
     url = f"{request.base}/upload/{ver}/files?upload_id={session.id}&upload_protocol=resumable"
@@ -223,9 +226,9 @@ def _upload_start(state: EmulatorState, request: _Request) -> _Response:
                                  "x-goog-upload-chunk-granularity": "262144"})
 
 
-def _upload_chunk(state: EmulatorState, request: _Request) -> _Response:
+def _upload_chunk(emulator: EmulatorServer, request: _Request) -> _Response:
     offset = request.header("X-Goog-Upload-Offset")
-    status, stored, received = state.upload_chunk(
+    status, stored, received = emulator.state.upload_chunk(
         request.arg("upload_id") or "", request.header("X-Goog-Upload-Command") or "upload",
         int(offset) if offset else None, request.body,
     )
@@ -235,7 +238,8 @@ def _upload_chunk(state: EmulatorState, request: _Request) -> _Response:
     return _Response(200, {"file": stored.to_json(request.base, request.params["ver"])}, headers)
 
 
-def _files_list(state: EmulatorState, request: _Request) -> _Response:
+def _files_list(emulator: EmulatorServer, request: _Request) -> _Response:
+    state = emulator.state
     files, token = page(state.list_files(request.owner), request.arg("pageSize"), request.arg("pageToken"),
                         state.config.list_page_size)
     body: dict[str, Any] = {"files": [f.to_json(request.base, request.params["ver"]) for f in files]}
@@ -244,67 +248,68 @@ def _files_list(state: EmulatorState, request: _Request) -> _Response:
     return _Response(200, body)
 
 
-def _files_get(state: EmulatorState, request: _Request) -> _Response:
-    stored = state.get_file(request.owner, request.params["id"])
+def _files_get(emulator: EmulatorServer, request: _Request) -> _Response:
+    stored = emulator.state.get_file(request.owner, request.params["id"])
     return _Response(200, stored.to_json(request.base, request.params["ver"]))
 
 
-def _files_delete(state: EmulatorState, request: _Request) -> _Response:
-    state.delete_file(request.owner, request.params["id"])
+def _files_delete(emulator: EmulatorServer, request: _Request) -> _Response:
+    emulator.state.delete_file(request.owner, request.params["id"])
     return _Response(200, {})
 
 
-def _files_download(state: EmulatorState, request: _Request) -> _Response:
+def _files_download(emulator: EmulatorServer, request: _Request) -> _Response:
     if request.arg("alt") != "media":
         raise ApiError(400, "files.download needs alt=media.")
-    stored = state.download_file(request.owner, request.params["id"])
+    stored = emulator.state.download_file(request.owner, request.params["id"])
     return _Response(200, raw=stored.data, content_type=stored.mime_type)
 
 
-def _batches_create(state: EmulatorState, request: _Request) -> _Response:
-    with state.lock:  # the create response shows the batch as created, before its timer can move it
-        batch = state.batches.create(request.owner, request.params["model"], request.json())
-        return _Response(200, state.batches.to_json(batch))
+def _batches_create(emulator: EmulatorServer, request: _Request) -> _Response:
+    with emulator.state.lock:  # the create response shows the batch as created, before its timer can move it
+        batch = emulator.batches.create(request.owner, request.params["model"], request.json())
+        return _Response(200, emulator.batches.to_json(batch))
 
 
-def _batches_get(state: EmulatorState, request: _Request) -> _Response:
-    delay = fault_rules.slow_poll(state.config.faults, state.route_call_count("batches.get"))
+def _batches_get(emulator: EmulatorServer, request: _Request) -> _Response:
+    delay = fault_rules.slow_poll(emulator.state.config.faults, emulator.state.route_call_count("batches.get"))
     if delay:
         threading.Event().wait(delay)
-    batch = state.batches.get(request.owner, request.params["id"])
-    return _Response(200, state.batches.to_json(batch))
+    batch = emulator.batches.get(request.owner, request.params["id"])
+    return _Response(200, emulator.batches.to_json(batch))
 
 
-def _batches_list(state: EmulatorState, request: _Request) -> _Response:
-    batches, token = page(state.batches.list(request.owner), request.arg("pageSize"), request.arg("pageToken"),
-                          state.config.list_page_size)
-    body: dict[str, Any] = {"operations": [state.batches.to_json(b) for b in batches]}
+def _batches_list(emulator: EmulatorServer, request: _Request) -> _Response:
+    batches, token = page(emulator.batches.list(request.owner), request.arg("pageSize"), request.arg("pageToken"),
+                          emulator.state.config.list_page_size)
+    body: dict[str, Any] = {"operations": [emulator.batches.to_json(b) for b in batches]}
     if token:
         body["nextPageToken"] = token
     return _Response(200, body)
 
 
-def _batches_cancel(state: EmulatorState, request: _Request) -> _Response:
-    state.batches.cancel(request.owner, request.params["id"])
+def _batches_cancel(emulator: EmulatorServer, request: _Request) -> _Response:
+    emulator.batches.cancel(request.owner, request.params["id"])
     return _Response(200, {})
 
 
-def _batches_delete(state: EmulatorState, request: _Request) -> _Response:
-    state.batches.delete(request.owner, request.params["id"])
+def _batches_delete(emulator: EmulatorServer, request: _Request) -> _Response:
+    emulator.batches.delete(request.owner, request.params["id"])
     return _Response(200, {})
 
 
-def _generate(state: EmulatorState, request: _Request) -> _Response:
-    body = generate_content(state, request.owner, request.params["model"], request.json(),
+def _generate(emulator: EmulatorServer, request: _Request) -> _Response:
+    body = generate_content(emulator.state, request.owner, request.params["model"], request.json(),
                             request.header(RECORD_KEY_HEADER))
     return _Response(200, body)
 
 
-def _count_tokens(state: EmulatorState, request: _Request) -> _Response:
-    return _Response(200, count_tokens(state, request.owner, request.params["model"], request.json()))
+def _count_tokens(emulator: EmulatorServer, request: _Request) -> _Response:
+    return _Response(200, count_tokens(emulator.state, request.owner, request.params["model"],
+                                            request.json()))
 
 
-def _models_get(state: EmulatorState, request: _Request) -> _Response:
+def _models_get(emulator: EmulatorServer, request: _Request) -> _Response:
     name = model_name(request.params["model"])
     return _Response(200, {
         "name": name, "baseModelId": name.removeprefix("models/"), "version": "emulated",
@@ -315,11 +320,12 @@ def _models_get(state: EmulatorState, request: _Request) -> _Response:
     })
 
 
-def _caches_create(state: EmulatorState, request: _Request) -> _Response:
-    return _Response(200, state.create_cache(request.owner, request.json()).to_json())
+def _caches_create(emulator: EmulatorServer, request: _Request) -> _Response:
+    return _Response(200, emulator.state.create_cache(request.owner, request.json()).to_json())
 
 
-def _caches_list(state: EmulatorState, request: _Request) -> _Response:
+def _caches_list(emulator: EmulatorServer, request: _Request) -> _Response:
+    state = emulator.state
     caches, token = page(state.list_caches(request.owner), request.arg("pageSize"), request.arg("pageToken"),
                          state.config.list_page_size)
     body: dict[str, Any] = {"cachedContents": [c.to_json() for c in caches]}
@@ -328,49 +334,50 @@ def _caches_list(state: EmulatorState, request: _Request) -> _Response:
     return _Response(200, body)
 
 
-def _caches_get(state: EmulatorState, request: _Request) -> _Response:
-    return _Response(200, state.get_cache(request.owner, request.params["id"]).to_json())
+def _caches_get(emulator: EmulatorServer, request: _Request) -> _Response:
+    return _Response(200, emulator.state.get_cache(request.owner, request.params["id"]).to_json())
 
 
-def _caches_update(state: EmulatorState, request: _Request) -> _Response:
+def _caches_update(emulator: EmulatorServer, request: _Request) -> _Response:
+    state = emulator.state
     return _Response(200, state.update_cache(request.owner, request.params["id"], request.json()).to_json())
 
 
-def _caches_delete(state: EmulatorState, request: _Request) -> _Response:
-    state.delete_cache(request.owner, request.params["id"])
+def _caches_delete(emulator: EmulatorServer, request: _Request) -> _Response:
+    emulator.state.delete_cache(request.owner, request.params["id"])
     return _Response(200, {})
 
 
-def _emulator_log(state: EmulatorState, request: _Request) -> _Response:
-    return _Response(200, state.snapshot())
+def _emulator_log(emulator: EmulatorServer, request: _Request) -> _Response:
+    return _Response(200, emulator.snapshot())
 
 
-def _emulator_config(state: EmulatorState, request: _Request) -> _Response:
-    return _Response(200, state.config.model_dump(mode="json"))
+def _emulator_config(emulator: EmulatorServer, request: _Request) -> _Response:
+    return _Response(200, emulator.state.config.model_dump(mode="json"))
 
 
-def _emulator_configure(state: EmulatorState, request: _Request) -> _Response:
+def _emulator_configure(emulator: EmulatorServer, request: _Request) -> _Response:
     try:
-        config = state.update_config(request.json())
+        config = emulator.state.update_config(request.json())
     except ValueError as exc:
         raise ApiError(400, f"invalid emulator config: {exc}") from None
     return _Response(200, config.model_dump(mode="json"))
 
 
-def _emulator_clock(state: EmulatorState, request: _Request) -> _Response:
+def _emulator_clock(emulator: EmulatorServer, request: _Request) -> _Response:
     advance = request.json().get("advance_s", 0)
     try:
-        now = state.advance_clock(float(advance))
+        now = emulator.advance_clock(float(advance))
     except (TypeError, ValueError):
         raise ApiError(400, "advance_s must be a number of seconds") from None
     return _Response(200, {"now": now})
 
 
-def _emulator_health(state: EmulatorState, request: _Request) -> _Response:
+def _emulator_health(emulator: EmulatorServer, request: _Request) -> _Response:
     return _Response(200, {"ok": True})
 
 
-_HANDLERS: dict[str, Callable[[EmulatorState, _Request], _Response]] = {
+_HANDLERS: dict[str, Callable[[EmulatorServer, _Request], _Response]] = {
     "files.upload": _upload_start,
     "files.upload_chunk": _upload_chunk,
     "files.list": _files_list,
@@ -407,6 +414,7 @@ class EmulatorServer:
 
             answerer = default_answerer()
         self.state = EmulatorState(config or EmulatorConfig(), answerer or EchoAnswerer())
+        self.batches = BatchQueue(self.state)
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -418,7 +426,7 @@ class EmulatorServer:
     def start(self) -> EmulatorServer:
         if self._server is not None:
             return self
-        self._server = _Server((self.config.host, self.config.port), self.state)
+        self._server = _Server((self.config.host, self.config.port), self)
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1},
                                         name="gemini-emulator", daemon=True)
         self._thread.start()
@@ -439,11 +447,25 @@ class EmulatorServer:
         server, self._server = self._server, None
         if server is None:
             return
-        self.state.batches.stop()
+        self.batches.stop()
         server.shutdown()
         server.server_close()
         if self._thread is not None:
             self._thread.join(timeout=5)
+
+    def advance_clock(self, seconds: float) -> float:
+        """Move the emulated clock forward (file TTLs, cache expiry, 48 h batch expiry) and bring every
+        batch up to date with it; returns the emulated now."""
+        with self.state.lock:
+            now = self.state.shift_clock(seconds)
+            self.batches.refresh_all()
+            return now
+
+    def snapshot(self) -> dict[str, Any]:
+        """The logs and the batches as JSON (what `GET /_emulator/log` returns)."""
+        with self.state.lock:
+            return {**self.state.snapshot(), "enqueued_tokens": self.batches.enqueued_tokens(),
+                    "batches": self.batches.summaries()}
 
     def __enter__(self) -> EmulatorServer:
         return self.start()

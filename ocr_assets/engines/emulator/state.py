@@ -143,8 +143,6 @@ class EmulatorState:
     """The emulator's memory; every public method is thread-safe."""
 
     def __init__(self, config: EmulatorConfig | None = None, answerer: Answerer | None = None):
-        from ocr_assets.engines.emulator.batches import BatchQueue
-
         self.config = config or EmulatorConfig()
         self.answerer: Answerer = answerer or EchoAnswerer()
         self.lock = threading.RLock()
@@ -157,18 +155,17 @@ class EmulatorState:
         self._route_calls: dict[str, int] = defaultdict(int)
         self._request_log: list[RequestLogEntry] = []
         self._events: list[BatchEvent] = []
-        self.batches = BatchQueue(self)
 
     # -- clock, config, logs ---------------------------------------------------------------------------
 
     def now(self) -> float:
         return time.time() + self._clock_offset
 
-    def advance_clock(self, seconds: float) -> float:
-        """Move the emulated clock forward (file TTLs, cache expiry, 48 h batch expiry); returns now()."""
+    def shift_clock(self, seconds: float) -> float:
+        """Move the emulated clock forward (file TTLs, cache expiry); returns now().
+        `EmulatorServer.advance_clock` also brings the batches up to date."""
         with self.lock:
             self._clock_offset += float(seconds)
-            self.batches.refresh_all()
             return self.now()
 
     def update_config(self, patch: dict[str, Any]) -> EmulatorConfig:
@@ -187,14 +184,12 @@ class EmulatorState:
             return [event.model_copy() for event in self._events]
 
     def snapshot(self) -> dict[str, Any]:
-        """The logs as JSON (what `GET /_emulator/log` returns)."""
+        """The request and event logs as JSON (`EmulatorServer.snapshot` adds the batches)."""
         with self.lock:
             return {
                 "requests": [e.model_dump(mode="json") for e in self._request_log],
                 "events": [e.model_dump(mode="json") for e in self._events],
-                "enqueued_tokens": self.batches.enqueued_tokens(),
                 "max_enqueued_tokens_seen": max((e.enqueued_tokens for e in self._events), default=0),
-                "batches": self.batches.summaries(),
             }
 
     def next_attempt(self, key: str) -> int:
@@ -224,12 +219,12 @@ class EmulatorState:
             self._request_log.append(entry)
             return entry
 
-    def log_event(self, event: str, batch: str | None, tokens: int, detail: str | None = None) -> None:
+    def log_event(self, event: str, batch: str | None, tokens: int, *, enqueued_tokens: int, active_batches: int,
+                  detail: str | None = None) -> None:
         with self.lock:
             self._events.append(BatchEvent(
                 seq=len(self._events) + 1, time=self.now(), event=event, batch=batch, tokens=tokens,
-                enqueued_tokens=self.batches.enqueued_tokens(), active_batches=self.batches.active_count(),
-                detail=detail,
+                enqueued_tokens=enqueued_tokens, active_batches=active_batches, detail=detail,
             ))
 
     # -- auth and endpoint faults ----------------------------------------------------------------------

@@ -26,7 +26,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from ocr_assets.engines.base import PageFailure, PageOutcome, PageRequest, PageSuccess
+from ocr_assets.core import PageFailure, PageOutcome, PageRequest, PageSuccess
 from ocr_assets.engines.gemini.calls import BatchCalls, GeminiCalls, RemoteJob, SubmitUncertain
 from ocr_assets.engines.gemini.classify import classify_error_object, classify_response
 from ocr_assets.engines.gemini.client import GeminiCallError, describe_error, scrub

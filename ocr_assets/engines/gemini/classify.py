@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ocr_assets.engines.base import PageFailure, PageOutcome, PageSuccess, TokenUsage
+from ocr_assets.core import PageFailure, PageOutcome, PageSuccess, TokenUsage
 from ocr_assets.engines.gemini.client import describe_error, scrub, scrub_traceback
 from ocr_assets.schema import ErrorClass, OutputParseError, parse_page_result
 

@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ocr_assets.engines.base import PageRequest, PageSuccess, PromptIdentity, SyncEngine
+from ocr_assets.core import PageRequest, PageSuccess, PromptIdentity, SyncEngine
 from ocr_assets.outputs import atomic_write_text
 from ocr_assets.page_requests import ContextProvider
 from ocr_assets.prompts import upstream_context

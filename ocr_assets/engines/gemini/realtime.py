@@ -13,13 +13,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from ocr_assets.engines.base import (
-    EngineMisconfigured,
-    EngineUnreachable,
-    PageOutcome,
-    PageRequest,
-    PricingMode,
-)
+from ocr_assets.core import EngineMisconfigured, EngineUnreachable, PageOutcome, PageRequest, PricingMode
 from ocr_assets.engines.gemini.calls import retrying
 from ocr_assets.engines.gemini.classify import classify_exception, classify_response
 from ocr_assets.engines.gemini.client import describe_error, make_client, resolve_base_url

@@ -18,7 +18,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from ocr_assets.engines.base import PageFailure, PageRequest
+from ocr_assets.core import PageFailure, PageRequest
 from ocr_assets.schema import ErrorClass, response_json_schema
 from ocr_assets.settings import Settings
 

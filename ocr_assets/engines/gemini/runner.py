@@ -27,7 +27,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from ocr_assets.engines.base import PageFailure, PageOutcome, PageRequest
+from ocr_assets.core import PageFailure, PageOutcome, PageRequest
 from ocr_assets.engines.gemini.batch import GeminiBatchClient, IntegrityReport, shard
 from ocr_assets.engines.gemini.calls import CreateRefused, SubmitUncertain
 from ocr_assets.engines.gemini.client import GeminiCallError, describe_error

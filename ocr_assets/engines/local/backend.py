@@ -10,7 +10,7 @@ from typing import Protocol
 
 from PIL import Image
 
-from ocr_assets.engines.base import PageFailure, PageOutcome, PageSuccess
+from ocr_assets.core import PageFailure, PageOutcome, PageSuccess
 from ocr_assets.engines.local.batching import SafeRange
 from ocr_assets.engines.local.course_extractor import extract_page
 from ocr_assets.engines.local.layout import OcrLine, raw_ocr_from_layout, reading_order

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from PIL import Image, ImageOps
 
-from ocr_assets.engines.base import PageFailure, PageRequest
+from ocr_assets.core import PageFailure, PageRequest
 from ocr_assets.schema import ErrorClass
 
 IMAGE_UNREADABLE = "image_unreadable"

@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from ocr_assets.engines.base import PageOutcome
+from ocr_assets.core import PageOutcome
 from ocr_assets.engines.local.backend import page_from_lines
 from ocr_assets.engines.local.batching import SafeRange
 from ocr_assets.engines.local.layout import OcrLine

@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
-from ocr_assets.engines.base import PageFailure, PageOutcome, PageRequest, PricingMode
+from ocr_assets.core import PageFailure, PageOutcome, PageRequest, PricingMode
 from ocr_assets.engines.local.prefetch import prepare_page
 from ocr_assets.engines.local.runner import LocalInference
 from ocr_assets.schema import ErrorClass

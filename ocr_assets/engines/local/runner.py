@@ -13,11 +13,11 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar, Literal
+from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
-from ocr_assets.engines.base import PageFailure, PageOutcome, PageRequest, PricingMode
+from ocr_assets.core import PageFailure, PageOutcome, PageRequest, PricingMode
 from ocr_assets.engines.local.backend import PageBackend, page_failure
 from ocr_assets.engines.local.batching import (
     BatchSizeSpec,
@@ -30,25 +30,10 @@ from ocr_assets.engines.local.devices import free_memory_bytes, resolve_devices
 from ocr_assets.engines.local.estimate import DryRunEstimate, PeakRss, extrapolate
 from ocr_assets.engines.local.prefetch import PreparedPage, prefetch_batches, prepare_page
 from ocr_assets.schema import ErrorClass
-from ocr_assets.settings import LocalSettings
-
-if TYPE_CHECKING:
-    from ocr_assets.engines.local.ray_cluster import RayInference
 
 log = logging.getLogger(__name__)
 
 EngineKind = Literal["rapidocr", "tesseract", "transformers"]
-
-
-def local_engine(local: LocalSettings) -> LocalInference | RayInference:
-    """The local engine `local` describes: this host's devices, or Ray actors with `cluster: ray`."""
-    engine = LocalInference(engine=local.engine, device=local.device, batch_size=local.batch_size,
-                            model_dir=local.model_dir)
-    if local.cluster == "ray":
-        from ocr_assets.engines.local.ray_cluster import RayInference  # ray loads only for cluster runs
-
-        return RayInference(engine, address=local.ray_address)
-    return engine
 
 
 def split_evenly(count: int, parts: int) -> list[range]:

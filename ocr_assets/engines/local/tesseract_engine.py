@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from PIL import Image
 
-from ocr_assets.engines.base import PageOutcome
+from ocr_assets.core import PageOutcome
 from ocr_assets.engines.local.backend import page_from_lines
 from ocr_assets.engines.local.batching import SafeRange
 from ocr_assets.engines.local.layout import OcrLine

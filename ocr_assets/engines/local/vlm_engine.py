@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from ocr_assets.engines.base import PageOutcome, PageSuccess
+from ocr_assets.core import PageOutcome, PageSuccess
 from ocr_assets.engines.local.backend import page_failure
 from ocr_assets.engines.local.batching import SafeRange
 from ocr_assets.engines.local.prefetch import PreparedPage

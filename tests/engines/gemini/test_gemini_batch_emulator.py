@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from ocr_assets.engines.emulator.testing import gemini_emulator  # noqa: F401 - pytest fixture
 from ocr_assets.engines.gemini.batch import GeminiBatchClient
 from ocr_assets.engines.gemini.client import make_client
 from ocr_assets.engines.gemini.runner import (
@@ -304,7 +303,7 @@ def test_run_batch_stops_with_a_clear_error_when_a_submitting_lookup_keeps_faili
         run_batches(pipeline, client, poll_interval=0.01, timeout_s=20)
     assert store.get_batch("gb-crashed").state == BatchState.SUBMITTING  # left for a later run
     assert store.get("ny:alpha:1900:1").batch_id == "gb-crashed"
-    assert server.state.request_log == [] and server.state.batches.summaries() == []  # nothing (re)sent
+    assert server.state.request_log == [] and server.batches.summaries() == []  # nothing (re)sent
 
     server.state.update_config({"faults": {"endpoint_503": 0.0, "endpoint_routes": []}})
     run_batches(pipeline, client, poll_interval=0.01, timeout_s=20)  # the API is back: recovered, then run
@@ -397,7 +396,7 @@ def test_the_token_cap_is_never_exceeded_stays_90pct_full_and_429s_cost_no_attem
     def on_tick(progress) -> None:
         events = server.state.events
         levels.append((events[-1].seq, events[-1].enqueued_tokens) if events else (0, 0))
-        server.state.advance_clock(latency)  # what is in flight finishes before the next tick polls
+        server.advance_clock(latency)  # what is in flight finishes before the next tick polls
 
     summary = run_batches(pipeline, client, poll_interval=0.01, on_tick=on_tick, timeout_s=120)
     assert summary.stopped == "done", summary

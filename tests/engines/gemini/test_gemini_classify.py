@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from ocr_assets.engines.base import PageFailure, PageSuccess
+from ocr_assets.core import PageFailure, PageSuccess
 from ocr_assets.engines.gemini.classify import (
     api_error_class,
     classify_error_object,

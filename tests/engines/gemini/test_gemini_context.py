@@ -5,12 +5,11 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from ocr_assets.engines.base import PageRequest, PageSuccess
+from ocr_assets.core import PageRequest, PageSuccess
 from ocr_assets.engines.gemini.context import LocalOcrContext
 from ocr_assets.pipeline import Pipeline
 from ocr_assets.plan import build_plan
 from ocr_assets.schema import OcrPageResult, PageInfo, RawOcr, TextBlock
-from ocr_assets.engines.emulator.testing import gemini_emulator  # noqa: F401 - pytest fixture
 from tests.fixtures.corpus import settings_for, write_book
 
 

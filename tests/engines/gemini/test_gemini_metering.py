@@ -6,7 +6,7 @@ from datetime import datetime
 
 import pytest
 
-from ocr_assets.engines.base import TokenUsage
+from ocr_assets.core import TokenUsage
 from ocr_assets.engines.gemini.metering import (
     enqueued_tokens,
     image_tokens,

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from ocr_assets.engines.base import PageRequest, PromptIdentity
+from ocr_assets.core import PageRequest, PromptIdentity
 from ocr_assets.engines.gemini.requests import (
     FileRef,
     ImageUnreadable,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import random
 
-from ocr_assets.engines.base import PageFailure, PageSuccess
+from ocr_assets.core import PageFailure, PageSuccess
 from ocr_assets.engines.gemini.batch import BatchLine, parse_results, shard
 from ocr_assets.schema import ErrorClass
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
-from ocr_assets.engines.base import PageRequest, PromptIdentity
+from ocr_assets.core import PageRequest, PromptIdentity
 
 FONT_DIR = Path("/usr/share/fonts/truetype/dejavu")
 

@@ -12,7 +12,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from ocr_assets.cli import app, common
-from ocr_assets.engines.base import PageSuccess
+from ocr_assets.core import PageSuccess
 from ocr_assets.engines.local.batching import SafeRange
 from ocr_assets.engines.local.runner import LocalInference
 from ocr_assets.pipeline import open_store

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ocr_assets.engines.base import PageSuccess
+from ocr_assets.core import PageSuccess
 from ocr_assets.engines.local.rapidocr_engine import RapidOcrBackend, RapidOcrTuning, detector_input, keep_turned
 from ocr_assets.engines.local.runner import LocalInference
 from ocr_assets.engines.local.layout import reading_order

@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from ocr_assets.engines.base import PageFailure, PageSuccess, SyncEngine
+from ocr_assets.core import PageFailure, PageSuccess, SyncEngine
 from ocr_assets.engines.local import runner as runner_module
 from ocr_assets.engines.local.batching import SafeRange
 from ocr_assets.engines.local.devices import DeviceError

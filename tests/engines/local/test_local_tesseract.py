@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from ocr_assets.engines.base import PageSuccess
+from ocr_assets.core import PageSuccess
 from ocr_assets.engines.local.layout import OcrLine
 from ocr_assets.engines.local.runner import LocalInference
 from ocr_assets.engines.local.tesseract_engine import TesseractMissing, lines_from_data, tesseract_version

@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from ocr_assets.engines.base import PageFailure, PageSuccess
+from ocr_assets.core import PageFailure, PageSuccess
 from ocr_assets.engines.local.runner import LocalInference
 from ocr_assets.engines.local.vlm_engine import QWEN2_VL_CHAT_TEMPLATE, ModelLoadError, TransformersVlmBackend
 from ocr_assets.schema import ErrorClass, OcrPageResult, PageInfo, RawOcr

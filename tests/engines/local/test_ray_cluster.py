@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from ocr_assets import pipeline as pipeline_module
-from ocr_assets.engines.base import PageFailure, PageOutcome
+from ocr_assets.core import PageFailure, PageOutcome
 from ocr_assets.engines.factory import make_sync_engine
 from ocr_assets.engines.local.ray_cluster import NO_WORKERS, WORKER_DIED, RayInference
 from ocr_assets.engines.local.runner import LocalInference

@@ -1,7 +1,9 @@
-"""What every engine consumes and produces.
+"""The types every layer shares: a page's inference request, its outcome, the engine errors and the
+synchronous engine protocol the pipeline drives.
 
-A `PageRequest` is one record's inference input (already rendered prompt + image); an engine answers
-each with a `PageSuccess` or a `PageError` and never raises for a single page's failure.
+Below everything but `schema`: the pipeline, prompts, pricing, reports and every engine import these
+from here, so no layer has to reach up into `engines/` for them. An engine answers each `PageRequest`
+with a `PageSuccess` or a `PageFailure` and never raises for a single page's failure.
 """
 
 from __future__ import annotations
