@@ -7,7 +7,7 @@ all, via `ocr_assets.evaluation.run_eval`), and scores each page against its gro
 evaluation module (`cer` on normalised text, multiset course match on name + department). Figures are
 printed per ground-truth content type and overall, and appended to bench/RESULTS.md.
 
-`--non-catalog-books N` adds N books of worn non-catalog pages (`ocr_assets.sample_books`: prose,
+`--non-catalog-books N` adds N books of worn non-catalog pages (`ocr_assets.sample_corpus.books`: prose,
 verse, genealogy, title page, index; 1-bit, speckled, skewed) and counts the courses found on pages
 whose ground truth has none.
 
@@ -66,10 +66,10 @@ def main() -> None:
         corpus = args.corpus.resolve()
         described = f"existing corpus {args.corpus}"
     if args.non_catalog_books:
-        from ocr_assets.sample_books import generate_books
+        from ocr_assets.sample_corpus.books import generate_books
 
         added = generate_books(corpus, books=args.non_catalog_books, pages=5, seed=args.seed)
-        described += f", plus {len(added)} non-catalog pages in {args.non_catalog_books} book(s) (sample_books)"
+        described += f", plus {len(added)} non-catalog pages in {args.non_catalog_books} book(s) (sample_corpus.books)"
     env = {
         "OCR_ASSETS_ENGINE": "local",
         "OCR_ASSETS_PATHS__IMAGES_ROOT": str(corpus / "images"),

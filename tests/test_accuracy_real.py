@@ -11,7 +11,7 @@ import pytest
 
 from bench.accuracy_real import parse_variant
 from ocr_assets.engines.local.rapidocr_engine import RapidOcrTuning
-from ocr_assets.sample_books import generate_books
+from ocr_assets.sample_corpus.books import generate_books
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -12,7 +12,7 @@ from PIL import Image
 from ocr_assets.core import PageSuccess
 from ocr_assets.engines.local.runner import LocalInference
 from ocr_assets.evaluation import cer
-from ocr_assets.sample_books import CONTENT_TYPE, PAGE_KINDS, PageStyle, generate_books, page_paragraphs, render_page
+from ocr_assets.sample_corpus.books import CONTENT_TYPE, PAGE_KINDS, PageStyle, generate_books, page_paragraphs, render_page
 from ocr_assets.schema import OcrPageResult
 from tests.engines.local.local_helpers import make_request
 

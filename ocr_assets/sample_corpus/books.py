@@ -212,6 +212,7 @@ def generate_books(out: Path, *, books: int = 2, pages: int = 5, seed: int = 0,
         rel = Path(key.state) / key.school / str(key.year)
         for page in range(1, pages + 1):
             kind = kinds[(number + page - 1) % len(kinds)]
+            # The seed string keeps this module's first name, so a seed still writes the same bytes.
             rng = random.Random(f"ocr_assets.sample_books:{seed}:{key}:{page}")
             image, blocks = render_page(kind, rng, page, page_style(rng))
             encoded = BytesIO()

@@ -15,7 +15,10 @@ from ocr_assets.cli import sample as sample_cli
 from ocr_assets.keys import BookKey, check_name_part
 from ocr_assets.schema import OcrPageResult
 from ocr_assets.plan import scan_corpus
-from ocr_assets.sample_corpus import DEFAULT_STATES, CorpusSummary, _choose_books, generate_corpus
+from ocr_assets.sample_corpus import DEFAULT_STATES, CorpusSummary, generate_corpus
+from ocr_assets.sample_corpus.typeset import _font
+from ocr_assets.sample_corpus.writer import _choose_books
+from tests.fixtures.services import require_or_skip
 
 # Small pages keep rendering fast; the layout scales with the page width.
 SMALL = (500, 700)
@@ -50,6 +53,15 @@ def test_the_same_seed_writes_identical_bytes(rendered, tmp_path: Path) -> None:
     again = generate_corpus(tmp_path, books=4, pages=6, seed=3, page_size=SMALL)
     assert again.books == rendered[1].books
     assert files(first) == files(tmp_path)
+
+
+def test_regenerating_the_shipped_sample_writes_the_same_bytes(tmp_path: Path) -> None:
+    shipped = Path(__file__).resolve().parents[2] / "data" / "sample"
+    # The shipped sample was rendered with DejaVu Serif (fonts-dejavu-core); other fonts lay it out differently.
+    require_or_skip(Path(getattr(_font("regular", 20), "path", "")).name == "DejaVuSerif.ttf",
+                    "DejaVu Serif (fonts-dejavu-core) is not installed")
+    generate_corpus(tmp_path, books=8, pages=6)  # what `make demo` ships: the defaults, seed 0
+    assert files(tmp_path) == files(shipped)
 
 
 def test_a_different_seed_writes_a_different_corpus(tmp_path: Path) -> None:
