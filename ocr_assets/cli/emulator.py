@@ -24,13 +24,18 @@ def emulator(
     fault_rate: Annotated[
         float, typer.Option("--fault-rate", help="Share of records given a fault (spread over every kind).")
     ] = 0.0,
-    seed: Annotated[int, typer.Option("--seed", help="Fault seed: the same seed gives the same faults.")] = 0,
+    seed: Annotated[
+        int, typer.Option("--seed", help="Seed of faults and model-like answers: the same seed, the same answers.")
+    ] = 0,
     answerer: Annotated[
         str, typer.Option("--answerer", help="local (the local OCR engine) or echo (instant, deterministic).")
     ] = "local",
     max_enqueued_tokens: Annotated[
         int | None, typer.Option("--max-enqueued-tokens", help="Enqueued-token cap across active batches.")
     ] = None,
+    model_like: Annotated[
+        bool, typer.Option("--model-like", help="Vary answers like real model output (nulls, fences, roman labels…).")
+    ] = False,
 ) -> None:
     """Serve a local Gemini API (files, batches, generateContent, caches) for the unmodified SDK."""
     from ocr_assets.engines.emulator import (
@@ -40,12 +45,14 @@ def emulator(
         FaultConfig,
         make_answerer,
     )
+    from ocr_assets.engines.emulator.config import ModelLikeConfig
 
     try:
         chosen = make_answerer(answerer)
         faults = FaultConfig.mixed(fault_rate, seed=seed)
         config = EmulatorConfig(host=host, port=port, batch_latency_s=latency, pending_s=pending,
-                                max_enqueued_tokens=max_enqueued_tokens, faults=faults)
+                                max_enqueued_tokens=max_enqueued_tokens, faults=faults,
+                                model_like=ModelLikeConfig(enabled=model_like))
     except (AnswerError, ValueError) as exc:
         err_console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
@@ -56,7 +63,7 @@ def emulator(
         err_console.print(f"[red]error:[/red] cannot listen on {host}:{port}: {exc}")
         raise typer.Exit(1) from None
     console.print(f"Gemini emulator on [bold]{server.url}[/bold] (answerer {answerer}, latency {latency}s, "
-                  f"fault rate {fault_rate}, seed {seed})")
+                  f"fault rate {fault_rate}, seed {seed}{', model-like answers' if model_like else ''})")
     console.print(f"  export GOOGLE_GEMINI_BASE_URL={server.url}   # or gemini.base_url in the settings")
     console.print(f"  request log: {server.url}/_emulator/log   Ctrl-C to stop")
     stop = threading.Event()
