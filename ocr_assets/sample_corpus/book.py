@@ -5,17 +5,17 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from ocr_assets.sample_corpus.contents import _BookContents
-from ocr_assets.sample_corpus.typeset import _Flow, _Item, _Para, _Placed, _line_height, _line_width, _vertical
-from ocr_assets.sample_corpus.vocabulary import _STATE_NAMES
+from ocr_assets.sample_corpus.contents import BookContents
+from ocr_assets.sample_corpus.typeset import Flow, Item, Para, Placed, line_height, line_width, vertical_extent
+from ocr_assets.sample_corpus.vocabulary import STATE_NAMES
 from ocr_assets.schema import Course
 
 
 @dataclass
-class _PageLayout:
+class PageLayout:
     page: int
     content_type: str
-    blocks: list[_Placed]
+    blocks: list[Placed]
     rules: list[tuple[float, float, float, float, int]]  # x0, y0, x1, y1, width
     courses: list[Course]
     layout_description: str
@@ -23,15 +23,15 @@ class _PageLayout:
 
 @dataclass
 class _Frame:
-    head: list[_Placed]
+    head: list[Placed]
     rules: list[tuple[float, float, float, float, int]]
     top: float
     bottom: float
-    foot: list[_Placed]
+    foot: list[Placed]
 
 
-class _Book(_BookContents):
-    """One catalog laid out page by page (its contents come from `_BookContents`)."""
+class Book(BookContents):
+    """One catalog laid out page by page (its contents come from `BookContents`)."""
 
     # -- page plan ------------------------------------------------------------------------------
 
@@ -67,30 +67,30 @@ class _Book(_BookContents):
         size = max(12, round(self.style.body * 0.9))
         title = self.school.name.upper()
         y = round(h * 0.045)
-        top, bottom = _vertical("regular", size)
-        nw = _line_width("regular", size, [str(page)])
+        top, bottom = vertical_extent("regular", size)
+        nw = line_width("regular", size, [str(page)])
         if self.style.head_at_top:
-            tw = _line_width("regular", size, title.split())
+            tw = line_width("regular", size, title.split())
             tx = (w - tw) / 2
-            title_block = _Placed(title, "regular", size, [(title.split(), tx, y, None)],
+            title_block = Placed(title, "regular", size, [(title.split(), tx, y, None)],
                                   (tx, y + top, tx + tw, y + bottom))
             nx = m if page % 2 == 0 else w - m - nw
-            num = _Placed(str(page), "regular", size, [([str(page)], nx, y, None)], (nx, y + top, nx + nw, y + bottom))
-            rule_y = y + _line_height(size) + 6
+            num = Placed(str(page), "regular", size, [([str(page)], nx, y, None)], (nx, y + top, nx + nw, y + bottom))
+            rule_y = y + line_height(size) + 6
             return _Frame(head=[num, title_block] if page % 2 == 0 else [title_block, num],
                           rules=[(m, rule_y, w - m, rule_y, 2)],
                           top=rule_y + round(self.style.body * 0.6), bottom=h - round(h * 0.05), foot=[])
-        tw = _line_width("italic", size, title.split())
-        t_top, t_bottom = _vertical("italic", size)
-        head = _Placed(title, "italic", size, [(title.split(), (w - tw) / 2, y, None)],
+        tw = line_width("italic", size, title.split())
+        t_top, t_bottom = vertical_extent("italic", size)
+        head = Placed(title, "italic", size, [(title.split(), (w - tw) / 2, y, None)],
                        ((w - tw) / 2, y + t_top, (w + tw) / 2, y + t_bottom))
         fy = h - round(h * 0.05)
-        foot = _Placed(str(page), "regular", size, [([str(page)], (w - nw) / 2, fy, None)],
+        foot = Placed(str(page), "regular", size, [([str(page)], (w - nw) / 2, fy, None)],
                        ((w - nw) / 2, fy + top, (w + nw) / 2, fy + bottom))
-        return _Frame(head=[head], rules=[], top=y + _line_height(size) + round(self.style.body * 0.9),
+        return _Frame(head=[head], rules=[], top=y + line_height(size) + round(self.style.body * 0.9),
                       bottom=fy - 10, foot=[foot])
 
-    def _body_flow(self, page: int, columns: int | None = None) -> tuple[_Flow, _Frame]:
+    def _body_flow(self, page: int, columns: int | None = None) -> tuple[Flow, _Frame]:
         w, _h = self.style.size
         m = self.style.margin
         frame = self._frame(page)
@@ -103,64 +103,64 @@ class _Book(_BookContents):
                 frame.rules.append((mid, frame.top, mid, frame.bottom - 10, 1))
         else:
             spans = [(m, w - m)]
-        flow = _Flow(spans, frame.top, frame.bottom)
+        flow = Flow(spans, frame.top, frame.bottom)
         flow.blocks.extend(frame.head)
         return flow, frame
 
     # -- page kinds -----------------------------------------------------------------------------
 
-    def _title_page(self, page: int) -> _PageLayout:
+    def _title_page(self, page: int) -> PageLayout:
         rng = self.rng
         w, h = self.style.size
         m = self.style.margin
         base = max(14, round(w * 0.026))
-        state = _STATE_NAMES.get(self.key.state, self.key.state)
+        state = STATE_NAMES.get(self.key.state, self.key.state)
         kind_word = {"university": "University", "college": "College", "institute": "Institute",
                      "high_school": "School", "normal": "School"}[self.school.kind]
-        flow = _Flow([(m + base, w - m - base)], round(h * 0.13), h - round(h * 0.06))
+        flow = Flow([(m + base, w - m - base)], round(h * 0.13), h - round(h * 0.06))
         heading = rng.choice(("ANNUAL CATALOGUE", "CATALOGUE", "ANNUAL REGISTER", "THE CATALOGUE"))
         paras = [
-            _Para(heading, "regular", round(base * 1.25), "center"),
-            _Para("OF THE", "italic", base, "center", space_before=round(base * 0.8)),
-            _Para(self.school.name.upper(), "bold", round(base * 1.6), "center", space_before=round(base * 0.8)),
-            _Para("Catalogue of Courses", "italic", round(base * 1.1), "center", space_before=round(base * 1.5)),
-            _Para(f"for the Academic Year {self.academic_year}", "regular", base, "center",
+            Para(heading, "regular", round(base * 1.25), "center"),
+            Para("OF THE", "italic", base, "center", space_before=round(base * 0.8)),
+            Para(self.school.name.upper(), "bold", round(base * 1.6), "center", space_before=round(base * 0.8)),
+            Para("Catalogue of Courses", "italic", round(base * 1.1), "center", space_before=round(base * 1.5)),
+            Para(f"for the Academic Year {self.academic_year}", "regular", base, "center",
                   space_before=round(base * 0.4)),
         ]
         if rng.random() < 0.6:
-            paras.append(_Para(f"with Announcements for {self.year + 1}-{self.year + 2}", "italic",
+            paras.append(Para(f"with Announcements for {self.year + 1}-{self.year + 2}", "italic",
                                round(base * 0.9), "center", space_before=round(base * 0.4)))
-        paras.append(_Para(f"{self.school.city.upper()}, {state.upper()}", "regular", base, "center",
+        paras.append(Para(f"{self.school.city.upper()}, {state.upper()}", "regular", base, "center",
                            space_before=round(base * 6)))
-        paras.append(_Para(rng.choice((f"Published by the {kind_word}", f"Printed for the {kind_word}",
+        paras.append(Para(rng.choice((f"Published by the {kind_word}", f"Printed for the {kind_word}",
                                        "Press of the Board of Trustees")), "italic", base, "center",
                            space_before=round(base * 0.5)))
-        paras.append(_Para(str(self.year), "regular", base, "center", space_before=round(base * 0.5)))
+        paras.append(Para(str(self.year), "regular", base, "center", space_before=round(base * 0.5)))
         for para in paras:
-            flow.place(_Item([para]))
+            flow.place(Item([para]))
         rule_y = flow.blocks[2].bbox[1] - round(base * 0.6) if len(flow.blocks) > 2 else h * 0.25
         rules = [(w * 0.35, rule_y, w * 0.65, rule_y, 2)]
-        return _PageLayout(page, "title_page", flow.blocks, rules, [],
+        return PageLayout(page, "title_page", flow.blocks, rules, [],
                            "Title page: centered lines in several sizes, no running head.")
 
-    def _filled_page(self, page: int, content_type: str, title: str, items: Iterator[_Item],
-                     columns: int = 1, description: str = "") -> _PageLayout:
+    def _filled_page(self, page: int, content_type: str, title: str, items: Iterator[Item],
+                     columns: int = 1, description: str = "") -> PageLayout:
         flow, frame = self._body_flow(page, columns)
         body = self.style.body
-        flow.place(_Item([_Para(title, "bold", body + 4, "center", space_after=round(body * 0.6))]))
+        flow.place(Item([Para(title, "bold", body + 4, "center", space_after=round(body * 0.6))]))
         for item in items:
             if not flow.place(item):
                 break
-        return _PageLayout(page, content_type, flow.blocks + frame.foot, frame.rules, [], description)
+        return PageLayout(page, content_type, flow.blocks + frame.foot, frame.rules, [], description)
 
 
     # -- the whole book -----------------------------------------------------------------------
 
-    def layout(self) -> list[_PageLayout]:
+    def layout(self) -> list[PageLayout]:
         types = self.content_types()
-        layouts: dict[int, _PageLayout] = {}
+        layouts: dict[int, PageLayout] = {}
         course_items = self._all_course_items()
-        pending: _Item | None = None
+        pending: Item | None = None
         dept_pages: dict[str, int] = {}
         course_pages: dict[str, list[int]] = {}
         first_course_page = next((i + 1 for i, t in enumerate(types) if t == "course_listing"), None)
@@ -186,7 +186,7 @@ class _Book(_BookContents):
                     dept_pages.setdefault(item.dept_start, page)
             cols = "two columns" if len(flow.columns) == 2 else "a single column"
             head = "a running head with the page number" if self.style.head_at_top else "the page number at the foot"
-            layouts[page] = _PageLayout(page, "course_listing", flow.blocks + frame.foot, frame.rules, placed,
+            layouts[page] = PageLayout(page, "course_listing", flow.blocks + frame.foot, frame.rules, placed,
                                         f"Course listing in {cols}, with {head}.")
         for page, kind in enumerate(types, start=1):
             if kind == "title_page":

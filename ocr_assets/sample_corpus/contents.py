@@ -9,10 +9,10 @@ from datetime import date, timedelta
 from typing import Literal
 
 from ocr_assets.keys import BookKey
-from ocr_assets.sample_corpus.typeset import _BODY_1COL, _BODY_2COL, _Item, _Para
+from ocr_assets.sample_corpus.typeset import BODY_1COL, BODY_2COL, Item, Para
 from ocr_assets.sample_corpus.vocabulary import (
-    _DAYS, _DEPARTMENTS, _Dept, _INITIALS, _MEN, _MONTHS, _NUMBER_WORDS, _PROPER_SUBJECTS,
-    _RANK_ORDER, _SECTIONS, _SURNAMES, _School, _WOMEN,
+    DAYS, DEPARTMENTS, Dept, INITIALS, MEN, MONTHS, NUMBER_WORDS, PROPER_SUBJECTS,
+    RANK_ORDER, SECTIONS, SURNAMES, School, WOMEN,
 )
 from ocr_assets.schema import Course, Textbook
 
@@ -39,10 +39,10 @@ class _BookStyle:
     margin: int
 
 
-class _BookContents:
+class BookContents:
     """One catalog's contents: its school, faculty, departments, course entries and front matter."""
 
-    def __init__(self, key: BookKey, school: _School, pages: int, seed: int, size: tuple[int, int]):
+    def __init__(self, key: BookKey, school: School, pages: int, seed: int, size: tuple[int, int]):
         self.key, self.school, self.pages = key, school, pages
         self.rng = random.Random(f"ocr_assets.sample_corpus:{seed}:{key}")
         self.year = key.year
@@ -53,7 +53,7 @@ class _BookContents:
         self.style = _BookStyle(
             size=size,
             columns=columns,
-            body=max(14, round(w * (_BODY_2COL if columns == 2 else _BODY_1COL))),
+            body=max(14, round(w * (BODY_2COL if columns == 2 else BODY_1COL))),
             head_at_top=rng.random() < 0.8,
             numbering=rng.choice(("number", "number", "abbrev", "course")),
             heading=rng.choice(("department", "department", "plain")),
@@ -67,11 +67,11 @@ class _BookContents:
 
     # -- people and departments --------------------------------------------------------------
 
-    def _choose_departments(self) -> list[_Dept]:
+    def _choose_departments(self) -> list[Dept]:
         rng = self.rng
         kind = self.school.kind
         pool = []
-        for dept in _DEPARTMENTS:
+        for dept in DEPARTMENTS:
             if self.secondary and sum(1 for c in dept.courses if c[1] == 0) < 2:
                 continue
             if dept.engineering and kind not in ("university", "institute"):
@@ -88,9 +88,9 @@ class _BookContents:
 
     def _person(self, rank: str, women: bool) -> _Teacher:
         rng = self.rng
-        surname = self._surnames.pop() if getattr(self, "_surnames", None) else rng.choice(_SURNAMES)
-        first = rng.choice(_WOMEN if women else _MEN)
-        initial = rng.choice(_INITIALS)
+        surname = self._surnames.pop() if getattr(self, "_surnames", None) else rng.choice(SURNAMES)
+        first = rng.choice(WOMEN if women else MEN)
+        initial = rng.choice(INITIALS)
         if rank in ("President", "Professor"):
             degree = rng.choice(("A.M.", "Ph.D.", "A.M., Ph.D.", "LL.D."))
         else:
@@ -105,7 +105,7 @@ class _BookContents:
 
     def _choose_faculty(self) -> dict[str, list[_Teacher]]:
         rng = self.rng
-        self._surnames = rng.sample(_SURNAMES, len(_SURNAMES))
+        self._surnames = rng.sample(SURNAMES, len(SURNAMES))
         faculty: dict[str, list[_Teacher]] = {}
         for dept in self.departments:
             ranks = ["Teacher"] if self.secondary else ["Professor"]
@@ -114,12 +114,12 @@ class _BookContents:
             if self.year >= 1905:
                 junior.insert(0, "Associate Professor")
             ranks += ["Teacher"] * extra if self.secondary else sorted(
-                rng.sample(junior, min(extra, len(junior))), key=_RANK_ORDER.index)
+                rng.sample(junior, min(extra, len(junior))), key=RANK_ORDER.index)
             people = []
             for rank in ranks:
                 women = self.school.women and rng.random() < 0.7 or self.secondary and rng.random() < 0.5
                 if not self._surnames:
-                    self._surnames = rng.sample(_SURNAMES, len(_SURNAMES))
+                    self._surnames = rng.sample(SURNAMES, len(SURNAMES))
                 people.append(self._person(rank, women))
             faculty[dept.name] = people
         return faculty
@@ -136,14 +136,14 @@ class _BookContents:
 
     def _hours(self, lab: bool) -> str:
         rng = self.rng
-        n = rng.choice(_NUMBER_WORDS[1:5] if not self.secondary else _NUMBER_WORDS[2:5])
+        n = rng.choice(NUMBER_WORDS[1:5] if not self.secondary else NUMBER_WORDS[2:5])
         if self.secondary:
             return f"{n} periods a week."
         if lab and rng.random() < 0.5:
             return f"{n} hours; laboratory work {rng.choice(('two', 'three'))} afternoons a week."
         return rng.choice((f"{n} hours a week.", f"{n} hours.", f"{n} hours a week, with collateral reading."))
 
-    def _description(self, dept: _Dept, topics: tuple[str, ...], earlier: list[str]) -> tuple[str, list[str]]:
+    def _description(self, dept: Dept, topics: tuple[str, ...], earlier: list[str]) -> tuple[str, list[str]]:
         rng = self.rng
         picked = list(topics) if rng.random() < 0.5 else rng.sample(list(topics), 2)
         if len(picked) == 3:
@@ -174,7 +174,7 @@ class _BookContents:
             sentences.append(sentence)
         return " ".join(sentences), picked
 
-    def _course_items(self, dept: _Dept, cycle: int) -> Iterator[_Item]:
+    def _course_items(self, dept: Dept, cycle: int) -> Iterator[Item]:
         """The items of one department: heading (kept with its first course), then courses."""
         rng = self.rng
         s = self.style
@@ -193,16 +193,16 @@ class _BookContents:
                        and chosen and chosen[0][1] == 0 and rng.random() < 0.4)
         heading = (f"DEPARTMENT OF {dept.name.upper()}" if s.heading == "department" else dept.name.upper())
         section, title_prefix, label_prefix = (
-            _SECTIONS[cycle] if cycle < len(_SECTIONS) else ("ADDITIONAL COURSES", "", f"X{cycle}-"))
+            SECTIONS[cycle] if cycle < len(SECTIONS) else ("ADDITIONAL COURSES", "", f"X{cycle}-"))
         if section:
             heading = f"{heading} ({section})"
-        head_paras = [_Para(heading, "bold", body + 3, "center", space_before=round(body * 0.8),
+        head_paras = [Para(heading, "bold", body + 3, "center", space_before=round(body * 0.8),
                             space_after=round(body * 0.3))]
-        head_paras.append(_Para("; ".join(p.title for p in people) + ".", "italic", body - 1, "center",
+        head_paras.append(Para("; ".join(p.title for p in people) + ".", "italic", body - 1, "center",
                                 space_after=round(body * 0.4)))
-        subject = dept.name if dept.name in _PROPER_SUBJECTS else dept.name.lower()
+        subject = dept.name if dept.name in PROPER_SUBJECTS else dept.name.lower()
         if rng.random() < 0.4 and not cycle:
-            head_paras.append(_Para(
+            head_paras.append(Para(
                 rng.choice((
                     f"The courses in {subject} are arranged to meet the needs both of students "
                     "who take the subject as part of a general education and of those who intend to pursue it further.",
@@ -216,14 +216,14 @@ class _BookContents:
         graduate_noted = False
         first = True
         for index, (title, tier, topics) in enumerate(chosen):
-            paras: list[_Para] = []
+            paras: list[Para] = []
             if index == 0 and prep_letter:
                 label, level = "A", "preparatory"
             elif tier == 2 and self.school.kind in ("university", "institute"):
                 number = max(number + rng.randint(1, 3), 101) if number < 101 else number + rng.randint(1, 2)
                 label, level = str(number), "graduate"
                 if not graduate_noted:
-                    paras.append(_Para("Courses primarily for Graduates", "italic", body, "center",
+                    paras.append(Para("Courses primarily for Graduates", "italic", body, "center",
                                        space_before=round(body * 0.5)))
                     graduate_noted = True
             else:
@@ -251,13 +251,13 @@ class _BookContents:
             texts = rng.sample(list(dept.texts), 1 if rng.random() < 0.75 else 2)
             if rng.random() < 0.15:
                 texts = []
-            paras.append(_Para(header, "bold", body, "left", space_before=round(body * 0.55)))
-            paras.append(_Para(body_text, "regular", body, "justify" if s.justify else "left",
+            paras.append(Para(header, "bold", body, "left", space_before=round(body * 0.55)))
+            paras.append(Para(body_text, "regular", body, "justify" if s.justify else "left",
                                indent=round(body * 1.2)))
             if texts:
                 label_word = "Text" if len(texts) == 1 else "Texts"
                 line = f"{label_word}: " + "; ".join(f"{a}, {t}" for a, t in texts) + "."
-                paras.append(_Para(line, "italic", body, "left", indent=round(body * 1.2)))
+                paras.append(Para(line, "italic", body, "left", indent=round(body * 1.2)))
             course = Course(
                 course_name=course_title,
                 department=dept.name,
@@ -270,12 +270,12 @@ class _BookContents:
             )
             earlier.append(label)
             if first:
-                yield _Item(head_paras + paras, course=course, dept_start=heading)
+                yield Item(head_paras + paras, course=course, dept_start=heading)
                 first = False
             else:
-                yield _Item(paras, course=course)
+                yield Item(paras, course=course)
 
-    def _all_course_items(self) -> Iterator[_Item]:
+    def _all_course_items(self) -> Iterator[Item]:
         cycle = 0
         while True:  # a very long book runs out of vocabulary: start an "advanced" pass
             for dept in self.departments:
@@ -283,12 +283,12 @@ class _BookContents:
             cycle += 1
 
 
-    def _toc_items(self, sections: list[tuple[str, int]]) -> Iterator[_Item]:
+    def _toc_items(self, sections: list[tuple[str, int]]) -> Iterator[Item]:
         body = self.style.body
         for name, number in sections:
-            yield _Item([_Para(name, "regular", body, "left", space_after=round(body * 0.25), right=str(number))])
+            yield Item([Para(name, "regular", body, "left", space_after=round(body * 0.25), right=str(number))])
 
-    def _calendar_items(self) -> Iterator[_Item]:
+    def _calendar_items(self) -> Iterator[Item]:
         rng = self.rng
         body = self.style.body
         semesters = self.year >= 1905
@@ -314,10 +314,10 @@ class _BookContents:
             assert day is not None
             if day.year != current_year:
                 current_year = day.year
-                yield _Item([_Para(str(day.year), "bold", body, "center", space_before=round(body * 0.6),
+                yield Item([Para(str(day.year), "bold", body, "center", space_before=round(body * 0.6),
                                    space_after=round(body * 0.2))])
-            text = f"{_MONTHS[day.month - 1]} {day.day}, {_DAYS[day.weekday()]}. {what}"
-            yield _Item([_Para(text, "regular", body, "left", space_after=round(body * 0.2))])
+            text = f"{MONTHS[day.month - 1]} {day.day}, {DAYS[day.weekday()]}. {what}"
+            yield Item([Para(text, "regular", body, "left", space_after=round(body * 0.2))])
 
     @staticmethod
     def _thanksgiving(year: int) -> date:
@@ -325,10 +325,10 @@ class _BookContents:
         first_thursday = first + timedelta(days=(3 - first.weekday()) % 7)
         return first_thursday + timedelta(days=21)
 
-    def _faculty_items(self) -> Iterator[_Item]:
+    def _faculty_items(self) -> Iterator[Item]:
         body = self.style.body
         p = self.president
-        yield _Item([_Para(f"{p.first.upper()} {p.initial}. {p.surname.upper()}, {p.degree}, President.",
+        yield Item([Para(f"{p.first.upper()} {p.initial}. {p.surname.upper()}, {p.degree}, President.",
                            "regular", body, "left", space_after=round(body * 0.35))])
         for dept in self.departments:
             for t in self.faculty[dept.name]:
@@ -337,9 +337,9 @@ class _BookContents:
                 else:
                     role = f"{t.rank} of {dept.name}"
                 text = f"{t.first.upper()} {t.initial}. {t.surname.upper()}, {t.degree}, {role}."
-                yield _Item([_Para(text, "regular", body, "left", space_after=round(body * 0.35))])
+                yield Item([Para(text, "regular", body, "left", space_after=round(body * 0.35))])
 
-    def _admission_items(self) -> Iterator[_Item]:
+    def _admission_items(self) -> Iterator[Item]:
         rng = self.rng
         body = self.style.body
         name = self.school.name
@@ -368,16 +368,16 @@ class _BookContents:
         for i, text in enumerate(paragraphs):
             paras = []
             if rng.random() < 0.5:
-                paras.append(_Para(heads[i], "italic", body, "left", space_before=round(body * 0.4)))
-            paras.append(_Para(text, "regular", body, "justify" if self.style.justify else "left",
+                paras.append(Para(heads[i], "italic", body, "left", space_before=round(body * 0.4)))
+            paras.append(Para(text, "regular", body, "justify" if self.style.justify else "left",
                                indent=round(body * 1.2), space_after=round(body * 0.4)))
-            yield _Item(paras)
+            yield Item(paras)
 
-    def _index_items(self, entries: list[tuple[str, list[int]]]) -> Iterator[_Item]:
+    def _index_items(self, entries: list[tuple[str, list[int]]]) -> Iterator[Item]:
         size = max(12, self.style.body - 2)
         for name, pages in entries:
             text = f"{name}, {', '.join(str(p) for p in pages)}"
-            yield _Item([_Para(text, "regular", size, "left", space_after=round(size * 0.15))])
+            yield Item([Para(text, "regular", size, "left", space_after=round(size * 0.15))])
 
 
 def _spell(n: int) -> str:

@@ -8,12 +8,12 @@ from io import BytesIO
 
 from PIL import Image, ImageChops, ImageDraw, ImageOps
 
-from ocr_assets.sample_corpus.book import _PageLayout
-from ocr_assets.sample_corpus.typeset import _font, _space, _width
+from ocr_assets.sample_corpus.book import PageLayout
+from ocr_assets.sample_corpus.typeset import load_font, space_width, text_width
 
 
 JPEG_QUALITY = 60  # measured: RapidOCR reads q60 as well as q80 here, at ~27% fewer bytes
-_TILE_PAD = 128
+TILE_PAD = 128
 
 
 
@@ -29,7 +29,7 @@ def _rotate_point(x: float, y: float, cx: float, cy: float, angle: float) -> tup
     return cx + dx * math.cos(a) + dy * math.sin(a), cy - dx * math.sin(a) + dy * math.cos(a)
 
 
-def _skew_bbox(bbox: tuple[float, float, float, float], size: tuple[int, int], angle: float) -> list[float]:
+def skew_bbox(bbox: tuple[float, float, float, float], size: tuple[int, int], angle: float) -> list[float]:
     if angle == 0:
         return [float(round(v)) for v in bbox]
     cx, cy = size[0] / 2, size[1] / 2
@@ -50,7 +50,7 @@ def _noise_tile(width: int, height: int) -> Image.Image:
     import numpy as np
 
     gen = np.random.default_rng(20240611)
-    w, h = width + _TILE_PAD, height + _TILE_PAD
+    w, h = width + TILE_PAD, height + TILE_PAD
     # Broad, faint blotches: finer mottling costs JPEG bytes that dense text already needs.
     coarse = gen.normal(0.0, 4.0, size=(h // 48 + 2, w // 48 + 2)).astype("float32")
     mottle = np.asarray(Image.fromarray(coarse, mode="F").resize((w, h), Image.Resampling.BILINEAR))
@@ -77,7 +77,7 @@ def _word_mask(style: str, size: int, word: str) -> tuple[Image.Image, int, int]
     key = (style, size, word)
     if key in _MASKS:
         return _MASKS[key]
-    font = _font(style, size)
+    font = load_font(style, size)
     left, top, right, bottom = (int(v) for v in font.getbbox(word))
     found: tuple[Image.Image, int, int] | None = None
     if right > left and bottom > top:
@@ -89,7 +89,7 @@ def _word_mask(style: str, size: int, word: str) -> tuple[Image.Image, int, int]
     return found
 
 
-def _render(layout: _PageLayout, size: tuple[int, int], angle: float, degrade: bool,
+def draw_page(layout: PageLayout, size: tuple[int, int], angle: float, degrade: bool,
             paper: tuple[int, int, int], noise_xy: tuple[int, int], binding_left: bool) -> Image.Image:
     img = Image.new("L", size, 255)
     draw = ImageDraw.Draw(img)
@@ -97,9 +97,9 @@ def _render(layout: _PageLayout, size: tuple[int, int], angle: float, degrade: b
     for x0, y0, x1, y1, width in layout.rules:
         draw.line((x0, y0, x1, y1), fill=ink + 30, width=width)
     for block in layout.blocks:
-        space = _space(block.style, block.size)
+        space = space_width(block.style, block.size)
         for words, x, y, justified in block.lines:
-            widths = [_width(block.style, block.size, w) for w in words]
+            widths = [text_width(block.style, block.size, w) for w in words]
             gap = space
             if justified is not None and len(words) > 1:
                 gap = (justified - sum(widths)) / (len(words) - 1)
@@ -123,7 +123,7 @@ def _render(layout: _PageLayout, size: tuple[int, int], angle: float, degrade: b
     return ImageOps.colorize(img, black=ink_rgb, white=paper)
 
 
-def _encode(img: Image.Image, image_format: str, quality: int = JPEG_QUALITY) -> bytes:
+def encode_image(img: Image.Image, image_format: str, quality: int = JPEG_QUALITY) -> bytes:
     buf = BytesIO()
     if image_format == "jpg":
         img.save(buf, format="JPEG", quality=quality, optimize=True, progressive=False)
@@ -135,8 +135,8 @@ def _encode(img: Image.Image, image_format: str, quality: int = JPEG_QUALITY) ->
 
 
 @lru_cache(maxsize=4)
-def _blank_bytes(image_format: str) -> bytes:
-    return _encode(Image.new("RGB", (16, 22), (238, 230, 206)), image_format)
+def blank_image_bytes(image_format: str) -> bytes:
+    return encode_image(Image.new("RGB", (16, 22), (238, 230, 206)), image_format)
 
 
 # --------------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from ocr_assets.schema import Course
 
 
 # Body type size as a fraction of page width, and line pitch as a multiple of the type size.
-_BODY_1COL, _BODY_2COL, _LEADING = 0.023, 0.021, 1.3
+BODY_1COL, BODY_2COL, _LEADING = 0.023, 0.021, 1.3
 _WORD_SPACE = 1.5
 
 
@@ -42,7 +42,7 @@ AnyFont = ImageFont.FreeTypeFont | ImageFont.ImageFont
 
 
 @lru_cache(maxsize=None)
-def _font(style: str, size: int) -> AnyFont:
+def load_font(style: str, size: int) -> AnyFont:
     for name in _FONT_FILES[style] + _FONT_FILES["regular"]:
         candidates = [os.path.join(d, name) for d in _FONT_DIRS] + [name]
         for candidate in candidates:
@@ -60,29 +60,29 @@ def _font(style: str, size: int) -> AnyFont:
 _WIDTHS: dict[tuple[str, int, str], float] = {}
 
 
-def _width(style: str, size: int, text: str) -> float:
+def text_width(style: str, size: int, text: str) -> float:
     key = (style, size, text)
     found = _WIDTHS.get(key)
     if found is None:
-        found = float(_font(style, size).getlength(text))
+        found = float(load_font(style, size).getlength(text))
         if len(_WIDTHS) < 200_000:
             _WIDTHS[key] = found
     return found
 
 
-def _line_width(style: str, size: int, words: Sequence[str]) -> float:
-    return sum(_width(style, size, w) for w in words) + _space(style, size) * (len(words) - 1)
+def line_width(style: str, size: int, words: Sequence[str]) -> float:
+    return sum(text_width(style, size, w) for w in words) + space_width(style, size) * (len(words) - 1)
 
 
-def _space(style: str, size: int) -> float:
+def space_width(style: str, size: int) -> float:
     # Generous word spacing, as in period letterpress; OCR engines also keep wide spaces better.
-    return _width(style, size, " ") * _WORD_SPACE
+    return text_width(style, size, " ") * _WORD_SPACE
 
 
 @lru_cache(maxsize=None)
-def _vertical(style: str, size: int) -> tuple[float, float]:
+def vertical_extent(style: str, size: int) -> tuple[float, float]:
     """Top and bottom of ink relative to the draw origin, for lines with capitals and descenders."""
-    box = _font(style, size).getbbox("Hdgjy")
+    box = load_font(style, size).getbbox("Hdgjy")
     return float(box[1]), float(box[3])
 
 
@@ -91,10 +91,10 @@ def _wrap(text: str, style: str, size: int, width: float) -> tuple[tuple[str, ..
     """Greedy word wrap (each paragraph is measured for fit, then placed: cache the result)."""
     lines: list[list[str]] = []
     current: list[str] = []
-    space = _space(style, size)
+    space = space_width(style, size)
     used = 0.0
     for word in text.split():
-        w = _width(style, size, word)
+        w = text_width(style, size, word)
         if current and used + space + w > width:
             lines.append(current)
             current, used = [word], w
@@ -112,7 +112,7 @@ def _wrap(text: str, style: str, size: int, width: float) -> tuple[tuple[str, ..
 
 
 @dataclass
-class _Para:
+class Para:
     text: str
     style: Style = "regular"
     size: int = 22
@@ -124,7 +124,7 @@ class _Para:
 
 
 @dataclass
-class _Placed:
+class Placed:
     text: str
     style: Style
     size: int
@@ -134,44 +134,44 @@ class _Placed:
 
 
 @dataclass
-class _Item:
+class Item:
     """A unit the flow never splits (a course entry, a heading kept with what follows)."""
 
-    paras: list[_Para]
+    paras: list[Para]
     course: Course | None = None
     courses: list[Course] = field(default_factory=list)
     dept_start: str | None = None
 
 
-def _line_height(size: int) -> int:
+def line_height(size: int) -> int:
     return round(size * _LEADING)
 
 
-def _para_lines(para: _Para, width: float) -> tuple[tuple[str, ...], ...]:
+def _para_lines(para: Para, width: float) -> tuple[tuple[str, ...], ...]:
     return _wrap(para.text, para.style, para.size, width - para.indent)
 
 
-def _item_height(item: _Item, width: float) -> int:
+def _item_height(item: Item, width: float) -> int:
     total = 0
     for para in item.paras:
         total += para.space_before + para.space_after
-        total += _line_height(para.size) * (1 if para.right is not None else len(_para_lines(para, width)))
+        total += line_height(para.size) * (1 if para.right is not None else len(_para_lines(para, width)))
     return total
 
 
-def _place_para(para: _Para, x0: float, x1: float, y: float) -> tuple[list[_Placed], float]:
+def _place_para(para: Para, x0: float, x1: float, y: float) -> tuple[list[Placed], float]:
     """Lay out one paragraph from `y`; returns the placed blocks and the next free y."""
     y += para.space_before
-    lh = _line_height(para.size)
-    top, bottom = _vertical(para.style, para.size)
+    lh = line_height(para.size)
+    top, bottom = vertical_extent(para.style, para.size)
     width = x1 - x0
-    placed: list[_Placed] = []
+    placed: list[Placed] = []
     if para.right is not None:
-        lw = _line_width(para.style, para.size, para.text.split())
-        rw = _line_width(para.style, para.size, para.right.split())
-        placed.append(_Placed(para.text, para.style, para.size, [(para.text.split(), x0 + para.indent, y, None)],
+        lw = line_width(para.style, para.size, para.text.split())
+        rw = line_width(para.style, para.size, para.right.split())
+        placed.append(Placed(para.text, para.style, para.size, [(para.text.split(), x0 + para.indent, y, None)],
                               (x0 + para.indent, y + top, x0 + para.indent + lw, y + bottom)))
-        placed.append(_Placed(para.right, para.style, para.size, [(para.right.split(), x1 - rw, y, None)],
+        placed.append(Placed(para.right, para.style, para.size, [(para.right.split(), x1 - rw, y, None)],
                               (x1 - rw, y + top, x1, y + bottom)))
         return placed, y + lh + para.space_after
     lines = _para_lines(para, width)
@@ -180,7 +180,7 @@ def _place_para(para: _Para, x0: float, x1: float, y: float) -> tuple[list[_Plac
     for i, words in enumerate(lines):
         indent = para.indent if i == 0 else 0
         avail = width - indent
-        natural = _line_width(para.style, para.size, words)
+        natural = line_width(para.style, para.size, words)
         justified: float | None = None
         if para.align == "center":
             x = x0 + (width - natural) / 2
@@ -190,18 +190,18 @@ def _place_para(para: _Para, x0: float, x1: float, y: float) -> tuple[list[_Plac
             x = x0 + indent
             # Justify unless the spaces would open up into rivers (and split OCR lines apart).
             if (para.align == "justify" and i < len(lines) - 1 and len(words) > 1
-                    and (avail - natural) / (len(words) - 1) <= 1.5 * _space(para.style, para.size)):
+                    and (avail - natural) / (len(words) - 1) <= 1.5 * space_width(para.style, para.size)):
                 justified = avail
         extent = justified if justified is not None else natural
         bx0, bx1 = min(bx0, x), max(bx1, x + extent)
         out_lines.append((words, x, y + i * lh, justified))
     text = "\n".join(" ".join(words) for words in lines)
     bbox = (bx0, y + top, bx1, y + (len(lines) - 1) * lh + bottom)
-    placed.append(_Placed(text, para.style, para.size, out_lines, bbox))
+    placed.append(Placed(text, para.style, para.size, out_lines, bbox))
     return placed, y + len(lines) * lh + para.space_after
 
 
-class _Flow:
+class Flow:
     """Columns filled top to bottom, left to right; reading order is placement order."""
 
     def __init__(self, columns: Sequence[tuple[float, float]], top: float, bottom: float):
@@ -209,13 +209,13 @@ class _Flow:
         self.top, self.bottom = top, bottom
         self.col = 0
         self.y = top
-        self.blocks: list[_Placed] = []
+        self.blocks: list[Placed] = []
 
     @property
     def width(self) -> float:
         return self.columns[0][1] - self.columns[0][0]
 
-    def place(self, item: _Item) -> bool:
+    def place(self, item: Item) -> bool:
         if self.col >= len(self.columns):
             return False
         height = _item_height(item, self.width)

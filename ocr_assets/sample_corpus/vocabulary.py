@@ -7,7 +7,7 @@ from typing import Literal
 
 
 @dataclass(frozen=True)
-class _Dept:
+class Dept:
     name: str
     abbrev: str
     # (title, tier, topics): tier 0 elementary (also taught in high schools), 1 college, 2 advanced.
@@ -18,15 +18,15 @@ class _Dept:
     classics: bool = False
 
 
-_DEPARTMENTS: tuple[_Dept, ...] = (
-    _Dept("Astronomy", "Astr.", (
+DEPARTMENTS: tuple[Dept, ...] = (
+    Dept("Astronomy", "Astr.", (
         ("Descriptive Astronomy", 0, ("the solar system", "the motions of the moon", "eclipses")),
         ("General Astronomy", 1, ("celestial mechanics", "the sun and planets", "stellar spectra")),
         ("Practical Astronomy", 1, ("the transit instrument", "the determination of time", "latitude and longitude")),
         ("Theoretical Astronomy", 2, ("the orbits of planets and comets", "perturbations", "the method of least squares")),
     ), (("Young", "General Astronomy"), ("Newcomb", "Popular Astronomy"), ("Todd", "New Astronomy"),
         ("Campbell", "Practical Astronomy"), ("Watson", "Theoretical Astronomy")), lab=True),
-    _Dept("Botany", "Bot.", (
+    Dept("Botany", "Bot.", (
         ("General Botany", 0, ("the structure of seed plants", "the cell", "the elements of plant physiology")),
         ("Structural Botany", 1, ("the histology of the higher plants", "the use of the microscope", "vegetable tissues")),
         ("Cryptogamic Botany", 1, ("the algae", "the fungi", "the mosses and ferns")),
@@ -36,7 +36,7 @@ _DEPARTMENTS: tuple[_Dept, ...] = (
     ), (("Gray", "Manual of Botany"), ("Bessey", "Botany for High Schools and Colleges"),
         ("Strasburger", "A Text-Book of Botany"), ("Coulter", "Plant Relations"),
         ("Atkinson", "College Text-Book of Botany")), lab=True),
-    _Dept("Chemistry", "Chem.", (
+    Dept("Chemistry", "Chem.", (
         ("General Chemistry", 0, ("the non-metallic elements", "the laws of chemical combination", "the atomic theory")),
         ("Qualitative Analysis", 1, ("the separation of the metals", "the analysis of unknown substances", "chemical equations")),
         ("Quantitative Analysis", 1, ("gravimetric methods", "volumetric methods", "the analysis of ores")),
@@ -46,7 +46,7 @@ _DEPARTMENTS: tuple[_Dept, ...] = (
     ), (("Remsen", "Inorganic Chemistry"), ("Noyes", "Qualitative Chemical Analysis"),
         ("Talbot", "Quantitative Chemical Analysis"), ("Holleman", "A Text-Book of Organic Chemistry"),
         ("Smith", "General Chemistry for Colleges"), ("Walker", "Introduction to Physical Chemistry")), lab=True),
-    _Dept("Civil Engineering", "C.E.", (
+    Dept("Civil Engineering", "C.E.", (
         ("Plane Surveying", 1, ("the compass and transit", "leveling", "land surveying")),
         ("Railroad Engineering", 1, ("the location of lines", "curves and earthwork", "track construction")),
         ("Hydraulics", 1, ("the flow of water in pipes", "weirs and orifices", "water power")),
@@ -56,7 +56,7 @@ _DEPARTMENTS: tuple[_Dept, ...] = (
     ), (("Johnson", "Theory and Practice of Surveying"), ("Searles", "Field Engineering"),
         ("Merriman", "Treatise on Hydraulics"), ("Baker", "Treatise on Masonry Construction"),
         ("Trautwine", "Civil Engineer's Pocket-Book")), engineering=True),
-    _Dept("Education", "Educ.", (
+    Dept("Education", "Educ.", (
         ("Principles of Teaching", 1, ("the recitation", "the course of study", "school management")),
         ("History of Education", 1, ("Greek and Roman education", "the Renaissance", "modern school systems")),
         ("Educational Psychology", 1, ("attention", "memory", "the formation of habits")),
@@ -65,7 +65,7 @@ _DEPARTMENTS: tuple[_Dept, ...] = (
     ), (("Painter", "History of Education"), ("Thorndike", "Principles of Teaching"),
         ("Rosenkranz", "Philosophy of Education"), ("Page", "Theory and Practice of Teaching"),
         ("Dutton", "School Management"))),
-    _Dept("English", "Eng.", (
+    Dept("English", "Eng.", (
         ("Rhetoric and English Composition", 0, ("the paragraph", "the sentence", "argumentation")),
         ("English Literature", 0, ("Chaucer", "Shakespeare", "Milton")),
         ("American Literature", 0, ("Irving", "Hawthorne", "Emerson")),
@@ -77,7 +77,7 @@ _DEPARTMENTS: tuple[_Dept, ...] = (
     ), (("Genung", "Practical Elements of Rhetoric"), ("Hill", "Principles of Rhetoric"),
         ("Wendell", "English Composition"), ("Bright", "Anglo-Saxon Reader"),
         ("Pancoast", "Introduction to English Literature"), ("Dowden", "Shakspere Primer"))),
-    _Dept("French", "Fr.", (
+    Dept("French", "Fr.", (
         ("Elementary French", 0, ("grammar", "pronunciation", "the reading of easy prose")),
         ("Intermediate French", 0, ("composition", "modern prose", "conversation")),
         ("French Literature of the Seventeenth Century", 1, ("Corneille", "Racine", "La Fontaine")),
@@ -85,7 +85,7 @@ _DEPARTMENTS: tuple[_Dept, ...] = (
         ("Old French", 2, ("phonology", "the Chanson de Roland", "the dialects")),
     ), (("Fraser and Squair", "French Grammar"), ("Chardenal", "Complete French Course"),
         ("Whitney", "Practical French Grammar"), ("Super", "Readings from French History"))),
-    _Dept("Geology", "Geol.", (
+    Dept("Geology", "Geol.", (
         ("Physical Geography", 0, ("the atmosphere", "rivers and valleys", "glaciers")),
         ("General Geology", 1, ("dynamical geology", "structural geology", "historical geology")),
         ("Mineralogy", 1, ("crystallography", "blowpipe analysis", "determinative mineralogy")),
@@ -94,7 +94,7 @@ _DEPARTMENTS: tuple[_Dept, ...] = (
     ), (("Dana", "Manual of Geology"), ("LeConte", "Elements of Geology"),
         ("Chamberlin and Salisbury", "College Geology"), ("Dana", "Manual of Mineralogy"),
         ("Davis", "Physical Geography")), lab=True),
-    _Dept("German", "Ger.", (
+    Dept("German", "Ger.", (
         ("Elementary German", 0, ("grammar", "pronunciation", "the reading of easy prose")),
         ("Intermediate German", 0, ("composition", "Schiller", "Lessing")),
         ("Scientific German", 1, ("the reading of scientific texts", "technical vocabulary", "translation")),
@@ -103,7 +103,7 @@ _DEPARTMENTS: tuple[_Dept, ...] = (
         ("Middle High German", 2, ("the Nibelungenlied", "grammar", "Walther von der Vogelweide")),
     ), (("Joynes-Meissner", "German Grammar"), ("Thomas", "Practical German Grammar"),
         ("Whitney", "Compendious German Grammar"), ("Thomas", "Goethe's Faust"))),
-    _Dept("Greek", "Gk.", (
+    Dept("Greek", "Gk.", (
         ("Elementary Greek", 0, ("forms and syntax", "Xenophon's Anabasis", "prose composition")),
         ("Homer", 0, ("the Iliad", "the Homeric dialect", "prosody")),
         ("Plato", 1, ("the Apology", "the Crito", "the Phaedo")),
@@ -112,7 +112,7 @@ _DEPARTMENTS: tuple[_Dept, ...] = (
         ("Greek Prose Composition", 2, ("the periodic sentence", "the style of Demosthenes", "translation into Greek")),
     ), (("Goodwin", "Greek Grammar"), ("White", "First Greek Book"), ("Seymour", "Homer's Iliad"),
         ("Jebb", "Sophocles"), ("Liddell and Scott", "Greek-English Lexicon")), classics=True),
-    _Dept("History", "Hist.", (
+    Dept("History", "Hist.", (
         ("General History", 0, ("the ancient world", "the Middle Ages", "modern Europe")),
         ("History of England", 0, ("the Norman conquest", "the Tudor period", "the growth of Parliament")),
         ("American History", 0, ("the colonial period", "the Revolution", "the Constitution")),
@@ -125,7 +125,7 @@ _DEPARTMENTS: tuple[_Dept, ...] = (
         ("Channing", "Student's History of the United States"), ("Green", "Short History of the English People"),
         ("Robinson", "Introduction to the History of Western Europe"),
         ("Fiske", "The Critical Period of American History"))),
-    _Dept("Latin", "Lat.", (
+    Dept("Latin", "Lat.", (
         ("Caesar", 0, ("the Gallic War", "forms and syntax", "sight reading")),
         ("Cicero's Orations", 0, ("the orations against Catiline", "syntax", "prose composition")),
         ("Virgil", 0, ("the Aeneid", "prosody", "mythology")),
@@ -137,7 +137,7 @@ _DEPARTMENTS: tuple[_Dept, ...] = (
     ), (("Allen and Greenough", "Latin Grammar"), ("Gildersleeve and Lodge", "Latin Grammar"),
         ("Harkness", "A Complete Latin Grammar"), ("Bennett", "Latin Composition"),
         ("Kelsey", "Caesar's Gallic War"), ("Greenough", "Virgil's Aeneid")), classics=True),
-    _Dept("Mathematics", "Math.", (
+    Dept("Mathematics", "Math.", (
         ("Elementary Algebra", 0, ("factoring", "fractions", "simple equations")),
         ("Plane Geometry", 0, ("rectilinear figures", "the circle", "proportion")),
         ("Solid Geometry", 0, ("lines and planes in space", "polyhedrons", "the sphere")),
@@ -153,7 +153,7 @@ _DEPARTMENTS: tuple[_Dept, ...] = (
         ("Granville", "Elements of the Differential and Integral Calculus"),
         ("Osgood", "Differential and Integral Calculus"), ("Hall and Knight", "Higher Algebra"),
         ("Todhunter", "Plane Trigonometry"), ("Murray", "Differential Equations"))),
-    _Dept("Mechanical Engineering", "M.E.", (
+    Dept("Mechanical Engineering", "M.E.", (
         ("Mechanical Drawing", 0, ("the use of instruments", "projections", "working drawings")),
         ("Shop Work", 0, ("carpentry", "forging", "machine tools")),
         ("Kinematics of Machinery", 1, ("gearing", "cams", "link work")),
@@ -163,7 +163,7 @@ _DEPARTMENTS: tuple[_Dept, ...] = (
     ), (("Peabody", "Thermodynamics of the Steam Engine"), ("Church", "Mechanics of Engineering"),
         ("Unwin", "Elements of Machine Design"), ("Thurston", "Manual of the Steam Engine")),
         engineering=True),
-    _Dept("Philosophy", "Phil.", (
+    Dept("Philosophy", "Phil.", (
         ("Logic", 0, ("the syllogism", "induction", "fallacies")),
         ("Psychology", 0, ("sensation", "perception", "the emotions")),
         ("History of Philosophy", 1, ("Greek philosophy", "Descartes and Spinoza", "Kant")),
@@ -173,7 +173,7 @@ _DEPARTMENTS: tuple[_Dept, ...] = (
     ), (("Jevons", "Elementary Lessons in Logic"), ("James", "Psychology, Briefer Course"),
         ("Porter", "Elements of Intellectual Science"), ("Paulsen", "Introduction to Philosophy"),
         ("Titchener", "A Text-Book of Psychology"), ("Weber", "History of Philosophy"))),
-    _Dept("Physics", "Phys.", (
+    Dept("Physics", "Phys.", (
         ("Elementary Physics", 0, ("mechanics", "heat", "sound and light")),
         ("General Physics", 1, ("the mechanics of solids", "electricity and magnetism", "optics")),
         ("Electrical Measurements", 1, ("galvanometers", "the measurement of resistance", "the Wheatstone bridge")),
@@ -184,7 +184,7 @@ _DEPARTMENTS: tuple[_Dept, ...] = (
         ("Carhart", "University Physics"), ("Kimball", "College Physics"),
         ("Thompson", "Elementary Lessons in Electricity and Magnetism"), ("Preston", "The Theory of Light")),
         lab=True),
-    _Dept("Political Economy", "Econ.", (
+    Dept("Political Economy", "Econ.", (
         ("Elements of Political Economy", 0, ("production", "exchange", "the distribution of wealth")),
         ("Money and Banking", 1, ("the theory of money", "banking systems", "the national banking act")),
         ("Public Finance", 1, ("taxation", "public debts", "the budget")),
@@ -194,7 +194,7 @@ _DEPARTMENTS: tuple[_Dept, ...] = (
     ), (("Walker", "Political Economy"), ("Mill", "Principles of Political Economy"),
         ("Taussig", "Principles of Economics"), ("Seligman", "Principles of Economics"),
         ("Ely", "Outlines of Economics"), ("Dunbar", "Theory and History of Banking"))),
-    _Dept("Political Science", "Pol. Sci.", (
+    Dept("Political Science", "Pol. Sci.", (
         ("American Government", 0, ("the federal Constitution", "state government", "political parties")),
         ("Comparative Politics", 1, ("the government of England", "the government of France", "the German Empire")),
         ("Municipal Government", 1, ("the city charter", "the mayor and council", "municipal reform")),
@@ -202,12 +202,12 @@ _DEPARTMENTS: tuple[_Dept, ...] = (
         ("Constitutional Law", 2, ("the powers of Congress", "the judiciary", "leading cases")),
     ), (("Bryce", "The American Commonwealth"), ("Wilson", "The State"), ("Woolsey", "International Law"),
         ("Cooley", "Principles of Constitutional Law"), ("Goodnow", "Municipal Government"))),
-    _Dept("Spanish", "Span.", (
+    Dept("Spanish", "Span.", (
         ("Elementary Spanish", 0, ("grammar", "pronunciation", "the reading of easy prose")),
         ("Spanish Composition and Conversation", 1, ("commercial correspondence", "conversation", "composition")),
         ("Spanish Literature of the Golden Age", 2, ("Cervantes", "Lope de Vega", "the picaresque novel")),
     ), (("Hills and Ford", "Spanish Grammar"), ("Ramsey", "A Text-Book of Modern Spanish"))),
-    _Dept("Zoology", "Zool.", (
+    Dept("Zoology", "Zool.", (
         ("General Zoology", 0, ("the invertebrates", "the vertebrates", "dissection")),
         ("Comparative Anatomy of Vertebrates", 1, ("the skeleton", "the nervous system", "dissection of types")),
         ("Embryology", 1, ("the development of the chick", "maturation", "cleavage")),
@@ -219,7 +219,7 @@ _DEPARTMENTS: tuple[_Dept, ...] = (
         ("Foster and Balfour", "Elements of Embryology")), lab=True),
 )
 
-_SURNAMES = (
+SURNAMES = (
     "Abbott", "Adams", "Allen", "Baldwin", "Bradford", "Brown", "Burgess", "Carver", "Chandler",
     "Coolidge", "Cushing", "Dunning", "Dwight", "Eliot", "Emerson", "Fairchild", "Gilman",
     "Hale", "Hastings", "Holbrook", "Howland", "Hyde", "Kellogg", "Kittredge", "Ladd", "Lathrop",
@@ -229,13 +229,13 @@ _SURNAMES = (
     "Winslow", "Bancroft", "Channing", "Everett", "Fiske", "Greene", "Hooker", "Lyman", "Sherman",
     "Spencer", "Stearns", "Wells", "Woodward", "Goodwin", "Hadley", "Jewett", "Kimball",
 )
-_MEN = ("John", "William", "Charles", "George", "Henry", "Edward", "Frederick", "Arthur", "Albert",
+MEN = ("John", "William", "Charles", "George", "Henry", "Edward", "Frederick", "Arthur", "Albert",
         "Samuel", "Thomas", "James", "Frank", "Herbert", "Walter", "Ernest", "Joseph", "Francis")
-_WOMEN = ("Mary", "Alice", "Ellen", "Katharine", "Margaret", "Sarah", "Emily", "Florence", "Edith",
+WOMEN = ("Mary", "Alice", "Ellen", "Katharine", "Margaret", "Sarah", "Emily", "Florence", "Edith",
           "Helen", "Clara", "Louise", "Harriet", "Grace")
-_INITIALS = "ABCDEFGHJLMNRSTW"
+INITIALS = "ABCDEFGHJLMNRSTW"
 
-_STATE_NAMES = {
+STATE_NAMES = {
     "CA": "California", "NY": "New York", "MA": "Massachusetts", "IL": "Illinois",
     "OH": "Ohio", "PA": "Pennsylvania", "MI": "Michigan", "VA": "Virginia", "CT": "Connecticut",
     "NJ": "New Jersey", "IN": "Indiana", "WI": "Wisconsin", "MN": "Minnesota", "IA": "Iowa",
@@ -247,7 +247,7 @@ SchoolKind = Literal["university", "college", "institute", "high_school", "norma
 
 
 @dataclass(frozen=True)
-class _School:
+class School:
     slug: str
     name: str
     kind: SchoolKind
@@ -255,49 +255,49 @@ class _School:
     women: bool = False
 
 
-_SCHOOLS: dict[str, tuple[_School, ...]] = {
+SCHOOLS: dict[str, tuple[School, ...]] = {
     "CA": (
-        _School("berkeley", "University of California", "university", "Berkeley"),
-        _School("stanford", "Leland Stanford Junior University", "university", "Palo Alto"),
-        _School("pomona", "Pomona College", "college", "Claremont"),
-        _School("lincoln_high", "Lincoln High School", "high_school", "Los Angeles"),
-        _School("ucla", "University of California at Los Angeles", "university", "Los Angeles"),
+        School("berkeley", "University of California", "university", "Berkeley"),
+        School("stanford", "Leland Stanford Junior University", "university", "Palo Alto"),
+        School("pomona", "Pomona College", "college", "Claremont"),
+        School("lincoln_high", "Lincoln High School", "high_school", "Los Angeles"),
+        School("ucla", "University of California at Los Angeles", "university", "Los Angeles"),
     ),
     "NY": (
-        _School("columbia", "Columbia University", "university", "New York"),
-        _School("cornell", "Cornell University", "university", "Ithaca"),
-        _School("vassar", "Vassar College", "college", "Poughkeepsie", women=True),
-        _School("erasmus_hall", "Erasmus Hall High School", "high_school", "Brooklyn"),
-        _School("oswego_normal", "State Normal and Training School", "normal", "Oswego"),
+        School("columbia", "Columbia University", "university", "New York"),
+        School("cornell", "Cornell University", "university", "Ithaca"),
+        School("vassar", "Vassar College", "college", "Poughkeepsie", women=True),
+        School("erasmus_hall", "Erasmus Hall High School", "high_school", "Brooklyn"),
+        School("oswego_normal", "State Normal and Training School", "normal", "Oswego"),
     ),
     "MA": (
-        _School("mit", "Massachusetts Institute of Technology", "institute", "Boston"),
-        _School("harvard", "Harvard University", "university", "Cambridge"),
-        _School("wellesley", "Wellesley College", "college", "Wellesley", women=True),
-        _School("boston_latin", "Boston Latin School", "high_school", "Boston"),
-        _School("williams", "Williams College", "college", "Williamstown"),
+        School("mit", "Massachusetts Institute of Technology", "institute", "Boston"),
+        School("harvard", "Harvard University", "university", "Cambridge"),
+        School("wellesley", "Wellesley College", "college", "Wellesley", women=True),
+        School("boston_latin", "Boston Latin School", "high_school", "Boston"),
+        School("williams", "Williams College", "college", "Williamstown"),
     ),
     "IL": (
-        _School("uchicago", "The University of Chicago", "university", "Chicago"),
-        _School("northwestern", "Northwestern University", "university", "Evanston"),
-        _School("knox", "Knox College", "college", "Galesburg"),
-        _School("lincoln_high", "Lincoln High School", "high_school", "Springfield"),
-        _School("illinois", "University of Illinois", "university", "Urbana"),
+        School("uchicago", "The University of Chicago", "university", "Chicago"),
+        School("northwestern", "Northwestern University", "university", "Evanston"),
+        School("knox", "Knox College", "college", "Galesburg"),
+        School("lincoln_high", "Lincoln High School", "high_school", "Springfield"),
+        School("illinois", "University of Illinois", "university", "Urbana"),
     ),
     "OH": (
-        _School("oberlin", "Oberlin College", "college", "Oberlin"),
-        _School("ohio_state", "The Ohio State University", "university", "Columbus"),
-        _School("central_high", "Central High School", "high_school", "Cleveland"),
+        School("oberlin", "Oberlin College", "college", "Oberlin"),
+        School("ohio_state", "The Ohio State University", "university", "Columbus"),
+        School("central_high", "Central High School", "high_school", "Cleveland"),
     ),
     "PA": (
-        _School("penn", "University of Pennsylvania", "university", "Philadelphia"),
-        _School("bryn_mawr", "Bryn Mawr College", "college", "Bryn Mawr", women=True),
-        _School("lehigh", "Lehigh University", "institute", "South Bethlehem"),
+        School("penn", "University of Pennsylvania", "university", "Philadelphia"),
+        School("bryn_mawr", "Bryn Mawr College", "college", "Bryn Mawr", women=True),
+        School("lehigh", "Lehigh University", "institute", "South Bethlehem"),
     ),
     "MI": (
-        _School("michigan", "University of Michigan", "university", "Ann Arbor"),
-        _School("ypsilanti_normal", "Michigan State Normal College", "normal", "Ypsilanti"),
-        _School("hillsdale", "Hillsdale College", "college", "Hillsdale"),
+        School("michigan", "University of Michigan", "university", "Ann Arbor"),
+        School("ypsilanti_normal", "Michigan State Normal College", "normal", "Ypsilanti"),
+        School("hillsdale", "Hillsdale College", "college", "Hillsdale"),
     ),
 }
 
@@ -315,29 +315,29 @@ _GENERIC_KINDS: tuple[tuple[str, str, SchoolKind], ...] = (
 
 # Sections a long catalog runs into once every department has been listed once:
 # (heading suffix, course title prefix, course number prefix).
-_SECTIONS: tuple[tuple[str, str, str], ...] = (
+SECTIONS: tuple[tuple[str, str, str], ...] = (
     ("", "", ""),
     ("ADVANCED COURSES", "Advanced ", ""),
     ("SUMMER SESSION", "", "S"),
     ("EXTENSION COURSES", "", "E"),
     ("EVENING CLASSES", "", "N"),
 )
-_RANK_ORDER = ("Professor", "Associate Professor", "Assistant Professor", "Instructor", "Teacher")
-_PROPER_SUBJECTS = frozenset({"English", "French", "German", "Greek", "Latin", "Spanish"})
-_NUMBER_WORDS = ("One", "Two", "Three", "Four", "Five", "Six")
+RANK_ORDER = ("Professor", "Associate Professor", "Assistant Professor", "Instructor", "Teacher")
+PROPER_SUBJECTS = frozenset({"English", "French", "German", "Greek", "Latin", "Spanish"})
+NUMBER_WORDS = ("One", "Two", "Three", "Four", "Five", "Six")
 _ORDINALS = ("First", "Second", "Third", "Fourth")
-_DAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
-_MONTHS = ("Jan.", "Feb.", "March", "April", "May", "June", "July", "Aug.", "Sept.", "Oct.", "Nov.", "Dec.")
+DAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+MONTHS = ("Jan.", "Feb.", "March", "April", "May", "June", "July", "Aug.", "Sept.", "Oct.", "Nov.", "Dec.")
 
 
-def _school_pool(state: str) -> list[_School]:
+def school_pool(state: str) -> list[School]:
     """Known schools for the state first, then generic town schools (enough for any corpus)."""
-    pool = list(_SCHOOLS.get(state, ()))
+    pool = list(SCHOOLS.get(state, ()))
     seen = {s.slug for s in pool}
     for town in _TOWNS:
         for suffix, pattern, kind in _GENERIC_KINDS:
             slug = f"{town.lower()}_{suffix}"
             if slug not in seen:
                 seen.add(slug)
-                pool.append(_School(slug, pattern.format(town=town), kind, town))
+                pool.append(School(slug, pattern.format(town=town), kind, town))
     return pool

@@ -15,9 +15,16 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict
 
 from ocr_assets.keys import BookKey, check_name_part
-from ocr_assets.sample_corpus.book import _Book
-from ocr_assets.sample_corpus.render import JPEG_QUALITY, _TILE_PAD, _blank_bytes, _encode, _render, _skew_bbox
-from ocr_assets.sample_corpus.vocabulary import _SCHOOLS, _School, _school_pool
+from ocr_assets.sample_corpus.book import Book
+from ocr_assets.sample_corpus.render import (
+    JPEG_QUALITY,
+    TILE_PAD,
+    blank_image_bytes,
+    draw_page,
+    encode_image,
+    skew_bbox,
+)
+from ocr_assets.sample_corpus.vocabulary import SCHOOLS, School, school_pool
 from ocr_assets.schema import OcrPageResult, PageInfo, RawOcr, TextBlock
 
 
@@ -61,7 +68,7 @@ class CorpusSummary(BaseModel):
 class _BookJob:
     out: str
     key: BookKey
-    school: _School
+    school: School
     pages: int
     seed: int
     allow: tuple[tuple[int, float], ...]  # allow-listed pages with first-pass confidence
@@ -90,7 +97,7 @@ def _label(content_type: str) -> str:
 
 
 def _write_book(job: _BookJob) -> _BookResult:
-    book = _Book(job.key, job.school, job.pages, job.seed, job.size)
+    book = Book(job.key, job.school, job.pages, job.seed, job.size)
     layouts = book.layout()
     rng = book.rng
     paper = (rng.randint(232, 246), rng.randint(222, 236), rng.randint(188, 212))
@@ -102,18 +109,18 @@ def _write_book(job: _BookJob) -> _BookResult:
         # Draw the page's randomness whether or not it is rendered, so blank and rendered
         # corpora carry the same ground truth.
         angle = round(rng.uniform(-0.8, 0.8), 2) if job.degrade else 0.0
-        noise_xy = (rng.randrange(_TILE_PAD), rng.randrange(_TILE_PAD))
+        noise_xy = (rng.randrange(TILE_PAD), rng.randrange(TILE_PAD))
         binding_left = layout.page % 2 == 1
         shift = rng.randint(-4, 3)  # one sheet a shade lighter or darker than the next, same hue
         page_paper = (max(0, paper[0] + shift), max(0, paper[1] + shift), min(255, max(0, paper[2] + shift)))
         if job.images == "blank":
-            data = _blank_bytes(job.image_format)
+            data = blank_image_bytes(job.image_format)
         else:
-            img = _render(layout, job.size, angle, job.degrade, page_paper, noise_xy, binding_left)
-            data = _encode(img, job.image_format, job.quality)
+            img = draw_page(layout, job.size, angle, job.degrade, page_paper, noise_xy, binding_left)
+            data = encode_image(img, job.image_format, job.quality)
         _write(out / "images" / rel / f"{layout.page}.{job.image_format}", data)
         blocks = [
-            TextBlock(block_id=i + 1, position=_skew_bbox(b.bbox, job.size, angle), text=b.text,
+            TextBlock(block_id=i + 1, position=skew_bbox(b.bbox, job.size, angle), text=b.text,
                       font_style=b.style)
             for i, b in enumerate(layout.blocks)
         ]
@@ -134,7 +141,7 @@ def _write_book(job: _BookJob) -> _BookResult:
     return _BookResult(courses, allow_courses)
 
 
-def _choose_books(rng: random.Random, books: int, states: Sequence[str]) -> list[tuple[BookKey, _School]]:
+def choose_books(rng: random.Random, books: int, states: Sequence[str]) -> list[tuple[BookKey, School]]:
     """Distinct (state, school, year) on a small grid: a few states × schools × years."""
     n_states = min(len(states), max(1, round(books ** (1 / 3))))
     sampled = set(rng.sample(list(states), n_states))
@@ -146,10 +153,10 @@ def _choose_books(rng: random.Random, books: int, states: Sequence[str]) -> list
     if n_years > span:
         n_years = span
         n_schools = math.ceil(per_state / span)
-    per_state_books: list[list[tuple[BookKey, _School]]] = []
+    per_state_books: list[list[tuple[BookKey, School]]] = []
     for state in picked_states:
-        pool = _school_pool(state)
-        known = [s for s in pool if s in _SCHOOLS.get(state, ())]
+        pool = school_pool(state)
+        known = [s for s in pool if s in SCHOOLS.get(state, ())]
         generic = [s for s in pool if s not in known]
         schools = rng.sample(known, min(n_schools, len(known)))
         schools += generic[: n_schools - len(schools)]
@@ -159,7 +166,7 @@ def _choose_books(rng: random.Random, books: int, states: Sequence[str]) -> list
             books_here += [(BookKey(state, school.slug, year), school) for year in years]
         per_state_books.append(books_here)
     # Take round-robin across states so a cut keeps them balanced.
-    chosen: list[tuple[BookKey, _School]] = []
+    chosen: list[tuple[BookKey, School]] = []
     for i in range(max(len(b) for b in per_state_books)):
         for books_here in per_state_books:
             if i < len(books_here) and len(chosen) < books:
@@ -226,7 +233,7 @@ def generate_corpus(
         if problem:
             raise ValueError(problem)
     state_list = list(dict.fromkeys(state_list))
-    chosen = _choose_books(random.Random(seed), books, state_list)
+    chosen = choose_books(random.Random(seed), books, state_list)
     allow = _allow_lists(seed, [key for key, _ in chosen], pages)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

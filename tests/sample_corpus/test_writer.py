@@ -16,8 +16,8 @@ from ocr_assets.keys import BookKey, check_name_part
 from ocr_assets.schema import OcrPageResult
 from ocr_assets.plan import scan_corpus
 from ocr_assets.sample_corpus import DEFAULT_STATES, CorpusSummary, generate_corpus
-from ocr_assets.sample_corpus.typeset import _font
-from ocr_assets.sample_corpus.writer import _choose_books
+from ocr_assets.sample_corpus.typeset import load_font
+from ocr_assets.sample_corpus.writer import choose_books
 from tests.fixtures.services import require_or_skip
 
 # Small pages keep rendering fast; the layout scales with the page width.
@@ -58,7 +58,7 @@ def test_the_same_seed_writes_identical_bytes(rendered, tmp_path: Path) -> None:
 def test_regenerating_the_shipped_sample_writes_the_same_bytes(tmp_path: Path) -> None:
     shipped = Path(__file__).resolve().parents[2] / "data" / "sample"
     # The shipped sample was rendered with DejaVu Serif (fonts-dejavu-core); other fonts lay it out differently.
-    require_or_skip(Path(getattr(_font("regular", 20), "path", "")).name == "DejaVuSerif.ttf",
+    require_or_skip(Path(getattr(load_font("regular", 20), "path", "")).name == "DejaVuSerif.ttf",
                     "DejaVu Serif (fonts-dejavu-core) is not installed")
     generate_corpus(tmp_path, books=8, pages=6)  # what `make demo` ships: the defaults, seed 0
     assert files(tmp_path) == files(shipped)
@@ -96,7 +96,7 @@ def test_books_are_distinct_with_safe_names_and_years_in_range(blank) -> None:
 
 @pytest.mark.parametrize("books", [1, 5, 30, 250])
 def test_any_number_of_books_gets_that_many_distinct_keys(books: int) -> None:
-    chosen = _choose_books(random.Random(0), books, list(DEFAULT_STATES))
+    chosen = choose_books(random.Random(0), books, list(DEFAULT_STATES))
     assert len({key for key, _ in chosen}) == books
 
 
