@@ -388,7 +388,7 @@ def check_cost_budget(store: RecordStore, budget_usd: float | None) -> CheckVerd
 
 
 # -- batch sensors and runs ----------------------------------------------------------------------
-# The Gemini batch loop itself (submit, poll, ingest) lives in `ocr_assets.engines.gemini.runner`;
+# The Gemini batch loop (`engines.gemini.runner`) and its stages (`submit`, `poll`, `ingest`) live in `engines.gemini`;
 # these wrappers are the only place the Dagster layer reaches it.
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 
 from ocr_assets.core import PageFailure, PageRequest
-from ocr_assets.engines.gemini.batch import GeminiBatchClient, shard
+from ocr_assets.engines.gemini.batch import BatchLine, GeminiBatchClient, shard
 from ocr_assets.engines.gemini.calls import CreateRefused, SubmitUncertain
 from ocr_assets.engines.gemini.context import provider_for
 from ocr_assets.engines.gemini.lifecycle import (
@@ -153,6 +153,84 @@ def _retry_held(pipeline: Pipeline, client: GeminiBatchClient, batch: BatchRow, 
     return True
 
 
+def _retry_due_held(pipeline: Pipeline, client: GeminiBatchClient, held: Sequence[BatchRow],
+                    report: SubmitReport, now: datetime, enqueued: int) -> bool:
+    """Retry the held batches whose wait is over; False when one was refused again (quota full)."""
+    for batch in held:
+        detail = BatchDetail.of(batch)
+        # Batches of ours that finished since the refusal freed their tokens: try now rather than sit
+        # out the backoff while the queue drains (the backoff is for a quota others keep full).
+        freed = enqueued < (-1 if detail.enqueued_at_hold is None else detail.enqueued_at_hold)
+        if detail.next_try and detail.next_try > now and not freed:
+            report.held.append(batch.batch_id)
+            continue
+        if not _retry_held(pipeline, client, batch, report, now, enqueued):
+            return False
+        enqueued += batch.estimated_tokens
+    return True
+
+
+def _create_batch(pipeline: Pipeline, client: GeminiBatchClient, lines_in_shard: Sequence[BatchLine],
+                  by_key: dict[str, PageRequest], calibration: float, report: SubmitReport, *, now: datetime,
+                  enqueued: int, require_upstream: bool) -> bool:
+    """Claim one shard's records, spool, upload and create its batch; False when the wave must stop
+    (429, or an upload / create that failed)."""
+    settings, store, g = pipeline.settings, pipeline.store, pipeline.settings.gemini
+    batch_id = new_batch_id()
+    items = [
+        ClaimItem(key=line.key, batch_index=i, prompt_name=by_key[line.key].prompt_identity.name,
+                  prompt_version=by_key[line.key].prompt_identity.version,
+                  prompt_vars_hash=by_key[line.key].prompt_identity.vars_hash)
+        for i, line in enumerate(lines_in_shard)
+    ]
+    estimated = sum(line.estimated_tokens for line in lines_in_shard)
+    claimed = set(store.claim(
+        batch_id, items, engine=ENGINE, model=settings.model.name, state=BatchState.SUBMITTING,
+        count_attempt=False, estimated_tokens=estimated, owner=owner_id(), require_upstream=require_upstream,
+    ))
+    if not claimed:
+        return True
+    kept = [line for line in lines_in_shard if line.key in claimed]
+    data = b"".join(line.data for line in kept)
+    spool = spool_path(client, batch_id)
+    atomic_write_bytes(spool, data)
+    sent = {"records": len(kept), "jsonl_bytes": len(data), "raw_tokens": sum(x.raw_tokens for x in kept),
+            "calibration": calibration, "inline_images": g.inline_images}
+    input_file = None
+    try:
+        input_file = client.upload_jsonl(data, batch_id)
+        remote = client.create(input_file, batch_id)
+    except CreateRefused as exc:
+        store.set_batch_state(batch_id, BatchState.SUBMITTING, detail=BatchDetail(**sent).to_store())
+        _hold(pipeline, batch_id, str(exc), input_file=input_file, spool=spool, now=now,
+              enqueued=enqueued + report.estimated_tokens)
+        report.held.append(batch_id)
+        report.skipped = "the enqueued-token quota is full (429 on create)"
+        return False
+    except SubmitUncertain as exc:
+        if exc.definite and input_file is None:
+            # the upload failed: the job surely does not exist; put the records back untouched
+            store.release_batch(batch_id, error=str(exc), error_type="batch_upload_failed",
+                                count_failure=False, state=BatchState.FAILED)
+            spool.unlink(missing_ok=True)
+        elif exc.definite:
+            _fail_create(pipeline, batch_id, str(exc))
+            spool.unlink(missing_ok=True)
+        else:
+            store.set_batch_state(batch_id, BatchState.SUBMITTING, error=str(exc),
+                                  detail=BatchDetail(**sent, input_file=input_file).to_store())
+            report.uncertain.append(batch_id)
+        log.warning("batch %s not submitted: %s", batch_id, exc)
+        report.errors.append(f"batch {batch_id}: {exc}")
+        return False
+    finish_submit(pipeline, batch_id, remote, input_file=input_file, input_uploaded_at=now, **sent)
+    spool.unlink(missing_ok=True)
+    report.batches.append(batch_id)
+    report.records += len(kept)
+    report.estimated_tokens += estimated
+    return True
+
+
 @one_store_session
 def submit_wave(
     pipeline: Pipeline,
@@ -179,20 +257,9 @@ def submit_wave(
 
     active = ours(store.active_batches() if active is None else active)
     held = [b for b in active if b.state == BatchState.HELD]
-    enqueued = _enqueued(active)
-    for batch in held:
-        detail = BatchDetail.of(batch)
-        next_try = detail.next_try
-        # Batches of ours that finished since the refusal freed their tokens: try now rather than sit
-        # out the backoff while the queue drains (the backoff is for a quota others keep full).
-        freed = enqueued < (-1 if detail.enqueued_at_hold is None else detail.enqueued_at_hold)
-        if next_try and next_try > now and not freed:
-            report.held.append(batch.batch_id)
-            continue
-        if not _retry_held(pipeline, client, batch, report, now, enqueued):
-            report.skipped = "the enqueued-token quota is full (429 on create)"
-            return report
-        enqueued += batch.estimated_tokens
+    if not _retry_due_held(pipeline, client, held, report, now, _enqueued(active)):
+        report.skipped = "the enqueued-token quota is full (429 on create)"
+        return report
     if report.held:
         report.skipped = "waiting for held batches (429 on create) before creating new ones"
         return report
@@ -237,58 +304,8 @@ def submit_wave(
     if not shards:
         report.skipped = "the next request does not fit the enqueued-token budget"
     for lines_in_shard in shards:
-        batch_id = new_batch_id()
-        items = [
-            ClaimItem(key=line.key, batch_index=i, prompt_name=by_key[line.key].prompt_identity.name,
-                      prompt_version=by_key[line.key].prompt_identity.version,
-                      prompt_vars_hash=by_key[line.key].prompt_identity.vars_hash)
-            for i, line in enumerate(lines_in_shard)
-        ]
-        estimated = sum(line.estimated_tokens for line in lines_in_shard)
-        claimed = set(store.claim(
-            batch_id, items, engine=ENGINE, model=settings.model.name, state=BatchState.SUBMITTING,
-            count_attempt=False, estimated_tokens=estimated, owner=owner_id(), require_upstream=require_upstream,
-        ))
-        if not claimed:
-            continue
-        kept = [line for line in lines_in_shard if line.key in claimed]
-        data = b"".join(line.data for line in kept)
-        spool = spool_path(client, batch_id)
-        atomic_write_bytes(spool, data)
-        sent = {"records": len(kept), "jsonl_bytes": len(data), "raw_tokens": sum(x.raw_tokens for x in kept),
-                 "calibration": calibration.ratio, "inline_images": g.inline_images}
-        input_file = None
-        try:
-            input_file = client.upload_jsonl(data, batch_id)
-            remote = client.create(input_file, batch_id)
-        except CreateRefused as exc:
-            store.set_batch_state(batch_id, BatchState.SUBMITTING, detail=BatchDetail(**sent).to_store())
-            _hold(pipeline, batch_id, str(exc), input_file=input_file, spool=spool, now=now,
-                  enqueued=_enqueued(active) + report.estimated_tokens)
-            report.held.append(batch_id)
-            report.skipped = "the enqueued-token quota is full (429 on create)"
+        if not _create_batch(pipeline, client, lines_in_shard, by_key, calibration.ratio, report, now=now,
+                             enqueued=_enqueued(active), require_upstream=require_upstream):
             break
-        except SubmitUncertain as exc:
-            if exc.definite and input_file is None:
-                # the upload failed: the job surely does not exist; put the records back untouched
-                store.release_batch(batch_id, error=str(exc), error_type="batch_upload_failed",
-                                    count_failure=False, state=BatchState.FAILED)
-                spool.unlink(missing_ok=True)
-            elif exc.definite:
-                _fail_create(pipeline, batch_id, str(exc))
-                spool.unlink(missing_ok=True)
-            else:
-                store.set_batch_state(batch_id, BatchState.SUBMITTING, error=str(exc),
-                                      detail=BatchDetail(**sent, input_file=input_file).to_store())
-                report.uncertain.append(batch_id)
-            log.warning("batch %s not submitted: %s", batch_id, exc)
-            report.errors.append(f"batch {batch_id}: {exc}")
-            break
-        finish_submit(pipeline, batch_id, remote, input_file=input_file,
-                       input_uploaded_at=now, **sent)
-        spool.unlink(missing_ok=True)
-        report.batches.append(batch_id)
-        report.records += len(kept)
-        report.estimated_tokens += estimated
     return report
 
