@@ -79,7 +79,8 @@ def run(root: Path, *, context: str, budget: int | None, latency: float, prompt:
     from ocr_assets.engines.emulator import EmulatorConfig, EmulatorServer, make_answerer
     from ocr_assets.engines.factory import make_batch_client
     from ocr_assets.engines.gemini.context import provider_for
-    from ocr_assets.engines.gemini.runner import ENGINE, RunProgress, run_batches
+    from ocr_assets.engines.gemini.lifecycle import ENGINE
+    from ocr_assets.engines.gemini.runner import RunProgress, run_batches
     from ocr_assets.pipeline import Pipeline
     from ocr_assets.plan import build_plan
     from ocr_assets.settings import load_settings

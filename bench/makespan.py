@@ -155,7 +155,8 @@ def run_makespan(root: Path, lengths: list[int], context: str, args: argparse.Na
     """Plan the corpus, run every record to terminal against a fresh emulator; the figures of the run."""
     from ocr_assets.engines.factory import make_batch_client
     from ocr_assets.engines.gemini.context import provider_for
-    from ocr_assets.engines.gemini.runner import ENGINE, RunProgress, run_batches
+    from ocr_assets.engines.gemini.lifecycle import ENGINE
+    from ocr_assets.engines.gemini.runner import RunProgress, run_batches
     from ocr_assets.pipeline import Pipeline
     from ocr_assets.plan import build_plan
     from ocr_assets.settings import load_settings

@@ -185,7 +185,7 @@ def main() -> None:
     from ocr_assets.defs.sensors import batch_poll_sensor, batch_submit_sensor
     from ocr_assets.engines.emulator import EchoAnswerer, EmulatorConfig, EmulatorServer
     from ocr_assets.engines.factory import make_batch_client
-    from ocr_assets.engines.gemini.runner import submit_wave
+    from ocr_assets.engines.gemini.submit import submit_wave
     from ocr_assets.pipeline import Pipeline
     from ocr_assets.plan import build_plan
     from ocr_assets.settings import load_settings

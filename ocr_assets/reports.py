@@ -388,20 +388,20 @@ def check_cost_budget(store: RecordStore, budget_usd: float | None) -> CheckVerd
 
 
 # -- batch sensors and runs ----------------------------------------------------------------------
-# The Gemini batch loop itself (submit, poll, ingest) lives in `ocr_assets.engines.gemini.runner`;
+# The Gemini batch loop (`engines.gemini.runner`) and its stages (`submit`, `poll`, `ingest`) live in `engines.gemini`;
 # these wrappers are the only place the Dagster layer reaches it.
 
 
 def is_remote_batch(engine: str) -> bool:
     """Batches that occupy a Gemini batch slot (synchronous runs and pre-submit settling record batches too)."""
-    from ocr_assets.engines.gemini.runner import ENGINE
+    from ocr_assets.engines.gemini.lifecycle import ENGINE
 
     return engine == ENGINE
 
 
 def batch_engine_blocker(engine: str) -> str | None:
     """Why the batch sensors must not act: they only serve `engine: gemini-batch` (a local corpus never goes to Gemini)."""
-    from ocr_assets.engines.gemini.runner import ENGINE
+    from ocr_assets.engines.gemini.lifecycle import ENGINE
 
     if engine != ENGINE:
         return f"the configured engine is {engine!r}; the batch sensors act only when it is {ENGINE!r}"
@@ -420,7 +420,7 @@ def submit_blocker(store: RecordStore, max_concurrent_batches: int) -> str | Non
 
 def submit_batches(pipeline: Pipeline, client: Any) -> Any:
     """Claim runnable records across books into new batches (up to the free slots); a `SubmitReport`."""
-    from ocr_assets.engines.gemini.runner import submit_wave
+    from ocr_assets.engines.gemini.submit import submit_wave
 
     return submit_wave(pipeline, client)
 
@@ -430,7 +430,7 @@ def poll_batches(pipeline: Pipeline, client: Callable[[], Any], limit: int = 25)
 
     `client` builds the Gemini batch client, only when a remote batch is active (an idle tick needs no key).
     """
-    from ocr_assets.engines.gemini.runner import pending_ingest, poll_active
+    from ocr_assets.engines.gemini.poll import pending_ingest, poll_active
 
     active = pipeline.store.active_batches()
     if not any(is_remote_batch(batch.engine) for batch in active):
@@ -440,7 +440,7 @@ def poll_batches(pipeline: Pipeline, client: Callable[[], Any], limit: int = 25)
 
 def stuck_batch_alerts(pipeline: Pipeline, *, now: datetime | None = None) -> list[str]:
     """One line per batch still pending or running past `gemini.stuck_batch_hours`, saying what to do."""
-    from ocr_assets.engines.gemini.runner import stuck_batches
+    from ocr_assets.engines.gemini.poll import stuck_batches
 
     hours = pipeline.settings.gemini.stuck_batch_hours
     naive_now = (now or datetime.now(UTC)).astimezone(UTC).replace(tzinfo=None)
@@ -457,7 +457,7 @@ def ingest_finished_batch(pipeline: Pipeline, batch_id: str, client: Callable[[]
 
     `client` builds the Gemini batch client, only when there is something to fetch.
     """
-    from ocr_assets.engines.gemini.runner import ingest_batch
+    from ocr_assets.engines.gemini.ingest import ingest_batch
     from ocr_assets.store import BatchState
 
     batch = pipeline.store.get_batch(batch_id)

@@ -134,7 +134,7 @@ def submit(
     if not batch:
         err_console.print("[red]error:[/red] submit only queues batches; use `ocr-assets run` for real-time")
         raise typer.Exit(2)
-    from ocr_assets.engines.gemini.runner import submit_wave
+    from ocr_assets.engines.gemini.submit import submit_wave
 
     pipeline, client = _batch_pipeline(config)
     if plan:
@@ -201,7 +201,7 @@ def batch_fetch(
     from_archive: Annotated[bool, typer.Option("--from-archive", help="Replay the saved result file; no API call.")] = False,
 ) -> None:
     """Ingest a finished batch (idempotent: fetching twice changes nothing)."""
-    from ocr_assets.engines.gemini.runner import BatchNotFinished, ingest_batch
+    from ocr_assets.engines.gemini.ingest import BatchNotFinished, ingest_batch
 
     pipeline, client = _batch_pipeline(config)
     batch = _resolve_batch(pipeline, batch_id)
@@ -249,7 +249,7 @@ def batches(
     limit: Annotated[int, typer.Option(min=1, help="At most this many rows (newest first).")] = 50,
 ) -> None:
     """List batches with their state, record count and age."""
-    from ocr_assets.engines.gemini.runner import stuck_batches
+    from ocr_assets.engines.gemini.poll import stuck_batches
 
     settings = get_settings(config)
     pipeline = Pipeline(settings)

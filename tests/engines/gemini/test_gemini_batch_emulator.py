@@ -14,16 +14,12 @@ import pytest
 
 from ocr_assets.engines.gemini.batch import GeminiBatchClient
 from ocr_assets.engines.gemini.client import make_client
-from ocr_assets.engines.gemini.runner import (
-    ENGINE,
-    cancel_batch,
-    ingest_batch,
-    poll_active,
-    recover_submitting,
-    run_batches,
-    stuck_batches,
-    submit_wave,
-)
+from ocr_assets.engines.gemini.ingest import ingest_batch
+from ocr_assets.engines.gemini.lifecycle import ENGINE
+from ocr_assets.engines.gemini.poll import poll_active, stuck_batches
+from ocr_assets.engines.gemini.recovery import recover_submitting
+from ocr_assets.engines.gemini.runner import cancel_batch, run_batches
+from ocr_assets.engines.gemini.submit import submit_wave
 from ocr_assets.pipeline import Pipeline
 from ocr_assets.plan import build_plan
 from ocr_assets.store import BatchState, ClaimItem, RecordStatus

@@ -56,7 +56,7 @@ def test_upstream_image_context_sends_every_page_at_once_with_its_upstream_image
                                                                                   gemini_emulator):
     from ocr_assets.engines.gemini.batch import GeminiBatchClient
     from ocr_assets.engines.gemini.client import make_client
-    from ocr_assets.engines.gemini.runner import submit_wave
+    from ocr_assets.engines.gemini.submit import submit_wave
     from ocr_assets.operations import reconstruct_prompt
 
     server = gemini_emulator()
@@ -72,7 +72,8 @@ def test_upstream_image_context_sends_every_page_at_once_with_its_upstream_image
 
     import time
 
-    from ocr_assets.engines.gemini.runner import ingest_batch, poll_active
+    from ocr_assets.engines.gemini.ingest import ingest_batch
+    from ocr_assets.engines.gemini.poll import poll_active
 
     deadline = time.monotonic() + 20
     while not poll_active(pipeline, client) and time.monotonic() < deadline:
