@@ -241,9 +241,12 @@ def _summary(config: Path, home: Path, failures: list[str]) -> None:
     uses_default = config == Path(DEFAULT_SETTINGS_FILE).resolve()
     env = ("" if uses_default else f"OCR_ASSETS_CONFIG={config} ") + f"DAGSTER_HOME={home}"
     shortcut = "  (from the repo root: make dev)\n" if uses_default and home == Path("dagster_home").resolve() else ""
+    # The workspace file names the code location `ocr_assets`, as the README's sensor commands expect;
+    # `-m` would name it `ocr_assets.definitions`.
+    target = "-w workspace.yaml" if Path("workspace.yaml").is_file() else "-m ocr_assets.definitions"
     console.print(
         "\n[bold]Look at it in the Dagster UI[/bold]:\n"
-        f"  {env} dagster dev -m ocr_assets.definitions\n{shortcut}"
+        f"  {env} dagster dev {target}\n{shortcut}"
         f"  then open {UI_URL}/assets/page_ocr (one partition per book; each materialization has the\n"
         "  per-page table), and book_courses, courses, corpus_plan; checks are on each asset's Checks tab.\n"
         "  Sensors (book discovery, batch submit/poll) are off by default: turn them on under Automation."

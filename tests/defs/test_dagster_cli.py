@@ -56,7 +56,8 @@ def test_ocr_assets_demo_runs_the_pipeline_through_dagster_and_says_where_to_loo
     [bar] = [line for line in out.splitlines() if line.startswith("page_ocr ")]  # the progress bar, ended
     assert "2/2" in bar and "0 failed" in bar and "pages/s" in bar
     assert "BetaWarning" not in done.stderr + out and "SupersessionWarning" not in done.stderr + out
-    assert f"DAGSTER_HOME={home}" in out and "dagster dev" in out and "/assets/page_ocr" in out
+    assert f"DAGSTER_HOME={home}" in out and "/assets/page_ocr" in out
+    assert "dagster dev -m ocr_assets.definitions" in out  # no workspace.yaml here (from the repo root: -w)
 
     with dg.DagsterInstance.from_config(str(home)) as instance:
         assert instance.get_dynamic_partitions("books") == ["MA:Quincy:1903"]
