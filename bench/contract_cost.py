@@ -22,7 +22,6 @@ import logging
 import os
 import shutil
 import sys
-import time
 from pathlib import Path
 
 import yaml
@@ -30,6 +29,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._results import record  # noqa: E402
+from bench.makespan import time_context_pass  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "data" / "sample"
@@ -92,18 +92,7 @@ def run(root: Path, *, context: str, budget: int | None, latency: float, prompt:
         pipeline = Pipeline(settings)
         build_plan(pipeline.store, settings.paths.images_root, settings.paths.allow_list_root)
         provider = provider_for(settings, pipeline.store)
-        context_s = [0.0]
-        if provider is not None:
-            contexts = provider.contexts
-
-            def timed(records):
-                start = time.perf_counter()
-                try:
-                    return contexts(records)
-                finally:
-                    context_s[0] += time.perf_counter() - start
-
-            provider.contexts = timed
+        context_s = time_context_pass(provider)
         waves = [0]
 
         def on_tick(progress: RunProgress, seen=[0]) -> None:  # noqa: B006 - one run's counter

@@ -99,6 +99,24 @@ def write_corpus(root: Path, lengths: list[int], images: list[bytes] | None = No
             index += 1
 
 
+def time_context_pass(provider) -> list[float]:
+    """Wrap `provider.contexts` so the seconds it spends (a local OCR pass: model load included) add up
+    in the returned one-item list; a None provider (upstream_output context) costs nothing."""
+    spent = [0.0]
+    if provider is not None:
+        contexts = provider.contexts
+
+        def timed(records):
+            start = time.perf_counter()
+            try:
+                return contexts(records)
+            finally:
+                spent[0] += time.perf_counter() - start
+
+        provider.contexts = timed
+    return spent
+
+
 def write_settings(root: Path, base_url: str, *, engine: str = "gemini-batch", max_batches: int = 10,
                    context: str = "upstream_output", cached_content: str | None = None) -> Path:
     data = {
@@ -169,18 +187,7 @@ def run_makespan(root: Path, lengths: list[int], context: str, args: argparse.Na
         build_plan(pipeline.store, settings.paths.images_root, settings.paths.allow_list_root)
         client = make_batch_client(pipeline)
         provider = provider_for(settings, pipeline.store)
-        context_s = [0.0]
-        if provider is not None:  # time the local OCR context pass (model load included)
-            contexts = provider.contexts
-
-            def timed(records):
-                start = time.perf_counter()
-                try:
-                    return contexts(records)
-                finally:
-                    context_s[0] += time.perf_counter() - start
-
-            provider.contexts = timed
+        context_s = time_context_pass(provider)
         waves: list[float] = []  # elapsed time of each tick that created at least one batch
         seen = [0]
 
