@@ -75,6 +75,13 @@ def placeholders(values: Sequence[Any]) -> str:
     return ", ".join("?" * len(values))
 
 
+def where_equal(**columns: Any) -> tuple[str, list[Any]]:
+    """` WHERE a = ? AND b = ?` and its parameters for the columns given a value (None: no filter)."""
+    given = {name: value for name, value in columns.items() if value is not None}
+    sql = " WHERE " + " AND ".join(f"{name} = ?" for name in given) if given else ""
+    return sql, [str(value) if isinstance(value, str) else value for value in given.values()]  # StrEnum: its value
+
+
 def dict_rows(cursor: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
     names = [d[0] for d in cursor.description]
     return [dict(zip(names, row)) for row in cursor.fetchall()]

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ocr_assets.store.core import StoreBase, dict_rows
+from ocr_assets.store.core import StoreBase, dict_rows, where_equal
 from ocr_assets.store.models import utcnow
 from ocr_assets.store.session import copy_database_files
 
@@ -48,14 +48,8 @@ class LogsMixin(StoreBase):
     def inferences(self, *, key: str | None = None, book: str | None = None,
                    limit: int | None = None) -> list[dict[str, Any]]:
         """inference_log rows, oldest first (the newest `limit` when given)."""
-        where, params = [], []
-        if key is not None:
-            where.append("key = ?")
-            params.append(key)
-        if book is not None:
-            where.append("book = ?")
-            params.append(book)
-        sql = "SELECT * FROM inference_log" + (" WHERE " + " AND ".join(where) if where else "")
+        where, params = where_equal(key=key, book=book)
+        sql = "SELECT * FROM inference_log" + where
         if limit is not None:
             sql = f"SELECT * FROM ({sql} ORDER BY id DESC LIMIT {int(limit)})"
         with self.connect() as con:

@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 import duckdb
 
 from ocr_assets.store import transitions
-from ocr_assets.store.core import StoreBase, model_rows, placeholders, registered
+from ocr_assets.store.core import StoreBase, model_rows, placeholders, registered, where_equal
 from ocr_assets.store.models import (
     PLAN_COLUMNS,
     ApplySummary,
@@ -166,18 +166,8 @@ class RecordsMixin(StoreBase):
         batch_id: str | None = None,
         limit: int | None = None,
     ) -> list[RecordRow]:
-        where, params = [], []
-        if status is not None:
-            where.append("status = ?")
-            params.append(str(status))
-        if book is not None:
-            where.append("book = ?")
-            params.append(book)
-        if batch_id is not None:
-            where.append("batch_id = ?")
-            params.append(batch_id)
-        sql = "SELECT * FROM records" + (" WHERE " + " AND ".join(where) if where else "")
-        sql += " ORDER BY book, page"
+        where, params = where_equal(status=status, book=book, batch_id=batch_id)
+        sql = "SELECT * FROM records" + where + " ORDER BY book, page"
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
         with self.connect() as con:
