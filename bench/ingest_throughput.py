@@ -34,6 +34,7 @@ from ocr_assets.plan import build_plan  # noqa: E402
 from ocr_assets.schema import ErrorClass, OutputParseError, parse_page_result  # noqa: E402
 from ocr_assets.settings import load_settings  # noqa: E402
 from ocr_assets.store import BatchState, RecordStatus  # noqa: E402
+from tests.fixtures.corpus import tiny_jpeg  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 TARGET = 2000.0
@@ -85,7 +86,11 @@ def answer_text(key: str, page: int, rng: random.Random) -> str:
 
 
 def generate(root: Path, records: int, per_book: int) -> None:
-    """Empty image + allow-list files, `per_book` contiguous pages a book (chains are irrelevant here)."""
+    """Image + allow-list files, `per_book` contiguous pages a book (chains are irrelevant here).
+
+    Every image is a hard link to one tiny valid JPEG: the plan checks each new image's header."""
+    seed = root / "seed.jpg"
+    seed.write_bytes(tiny_jpeg())
     for b in range((records + per_book - 1) // per_book):
         state, school, year = f"S{b % 10}", f"school{b // 10}", 1900 + b % 30
         img = root / "images" / state / school / str(year)
@@ -93,7 +98,7 @@ def generate(root: Path, records: int, per_book: int) -> None:
         img.mkdir(parents=True, exist_ok=True)
         allow.mkdir(parents=True, exist_ok=True)
         for page in range(1, min(per_book, records - b * per_book) + 1):
-            os.close(os.open(img / f"{page}.jpg", os.O_CREAT | os.O_WRONLY, 0o644))
+            os.link(seed, img / f"{page}.jpg")
             os.close(os.open(allow / f"{page}.json", os.O_CREAT | os.O_WRONLY, 0o644))
 
 

@@ -36,21 +36,12 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._results import record  # noqa: E402
+from tests.fixtures.corpus import tiny_jpeg  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 CONTEXTS = ("upstream_output", "local_ocr")
 SLACK = 1.3  # the bound: SLACK × (longest chain × latency) + FIXED_S
 FIXED_S = 10.0
-
-
-def tiny_jpeg() -> bytes:
-    import io
-
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.new("RGB", (8, 8), "white").save(buf, format="JPEG")
-    return buf.getvalue()
 
 
 def chain_lengths(books: int, pages: int, longest: int) -> list[int]:

@@ -33,19 +33,10 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._results import record  # noqa: E402
+from tests.fixtures.corpus import tiny_jpeg  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 TARGET_S = 2.0
-
-
-def tiny_jpeg() -> bytes:
-    import io
-
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.new("RGB", (8, 8), "white").save(buf, format="JPEG")
-    return buf.getvalue()
 
 
 def generate(root: Path, pages: int, per_book: int) -> None:
