@@ -410,11 +410,12 @@ def batch_engine_blocker(engine: str) -> str | None:
 
 def submit_blocker(store: RecordStore, max_concurrent_batches: int) -> str | None:
     """Why a submit run should not start now (None: free slots and runnable records exist)."""
-    busy = sum(1 for batch in store.active_batches() if is_remote_batch(batch.engine))
-    if busy >= max_concurrent_batches:
-        return f"all {max_concurrent_batches} batch slots are busy"
-    if not store.runnable(1):
-        return "no runnable records"
+    with store.session():  # one open of the store for the tick's two reads
+        busy = sum(1 for batch in store.active_batches() if is_remote_batch(batch.engine))
+        if busy >= max_concurrent_batches:
+            return f"all {max_concurrent_batches} batch slots are busy"
+        if not store.runnable(1):
+            return "no runnable records"
     return None
 
 
@@ -432,9 +433,11 @@ def poll_batches(pipeline: Pipeline, client: Callable[[], Any], limit: int = 25)
     """
     from ocr_assets.engines.gemini.poll import pending_ingest, poll_active
 
-    active = pipeline.store.active_batches()
-    if not any(is_remote_batch(batch.engine) for batch in active):
-        return pending_ingest(pipeline)[:limit]
+    with pipeline.store.session():  # no remote batch: the tick's reads share one open of the store
+        active = pipeline.store.active_batches()
+        if not any(is_remote_batch(batch.engine) for batch in active):
+            return pending_ingest(pipeline)[:limit]
+    # Remote GETs happen outside any store session: other processes may use the store meanwhile.
     return poll_active(pipeline, client(), active=active)[:limit]
 
 

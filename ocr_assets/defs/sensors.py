@@ -74,10 +74,11 @@ def batch_poll_sensor(
         return dg.SkipReason(blocker)
     pipeline = make_pipeline(gemini.configure(config), store, tracker)
     finished = poll_batches(pipeline, lambda: gemini.batch_client(pipeline))
-    stuck = stuck_batch_alerts(pipeline)
+    with pipeline.store.session():  # the tick's reads after the poll share one open of the store
+        stuck = stuck_batch_alerts(pipeline)
+        touched = batch_books(pipeline.store, [batch.batch_id for batch in finished])  # one read for every batch
     for line in stuck:
         context.log.warning(line)
-    touched = batch_books(pipeline.store, [batch.batch_id for batch in finished])  # one read for every batch
     requests = []
     for batch in finished:  # launch only: each ingest runs in its own run, never inline in the tick
         name = batch.remote_name or batch.batch_id

@@ -53,10 +53,13 @@ def poll_batches(pipeline: Pipeline, client: GeminiBatchClient, *, now: datetime
             batch = batch.model_copy(update={"state": status.state})
         if batch.state in (BatchState.PENDING, BatchState.RUNNING):
             still.append(batch)
-    # One transaction for the whole poll (a store round-trip per batch made a 100-batch tick take seconds).
-    moved_on = {c.batch_id for c in changes} - set(pipeline.store.set_batch_states(changes))
+    # One transaction for the whole poll (a store round-trip per batch made a 100-batch tick take seconds),
+    # and one open of the store for it and the read after it.
+    with pipeline.store.session():
+        moved_on = {c.batch_id for c in changes} - set(pipeline.store.set_batch_states(changes))
+        ready = pending_ingest(pipeline)
     still = [b for b in still if b.batch_id not in moved_on]  # changed elsewhere meanwhile: state unknown here
-    return pending_ingest(pipeline), still, recovered.lookup_failed
+    return ready, still, recovered.lookup_failed
 
 
 def _poll_remote(client: GeminiBatchClient, batches: Sequence[BatchRow], concurrency: int) -> dict[str, Any]:
