@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from ocr_assets.core import SyncEngine
+from ocr_assets.core import EngineSpec, SyncEngine
 from ocr_assets.course_tables import PREVIEW_ROWS, TABLES_DIR, replace_atomically
 from ocr_assets.keys import BookKey, RecordKey
 from ocr_assets.outputs import file_sha256, read_output
@@ -50,14 +50,16 @@ def require_planned(store: RecordStore, books: Sequence[str]) -> None:
 
 
 def drive_books(
-    pipeline: Pipeline, books: Sequence[str], *, sync_engine: SyncEngine | None = None,
+    pipeline: Pipeline, books: Sequence[str], spec: EngineSpec, *, sync_engine: SyncEngine | None = None,
     on_progress: ProgressCallback | None = None,
 ) -> RunSummary:
-    """Drive `books` to terminal: with an already-loaded synchronous engine, else the configured one.
+    """Drive `books` to terminal with the engine `spec` names (`sync_engine`: that engine, already loaded).
 
     Every book must be in the plan (`BookNotPlanned`): an unknown partition must fail, not pass with 0 pages.
     Progress goes to `on_progress` and to `ocr_assets.pipeline.progress_log`.
     """
+    from ocr_assets.engines.factory import drive
+
     require_planned(pipeline.store, books)
 
     def report(progress: Progress) -> None:
@@ -65,11 +67,7 @@ def drive_books(
         if on_progress is not None:
             on_progress(progress)
 
-    if sync_engine is not None:
-        return pipeline.run_sync(sync_engine, books=list(books), on_progress=report)
-    from ocr_assets.engines.factory import drive
-
-    return drive(pipeline, books=list(books), on_progress=report)
+    return drive(pipeline, spec, books=list(books), on_progress=report, sync_engine=sync_engine)
 
 
 def books_of_keys(keys: Iterable[str]) -> list[str]:
@@ -450,6 +448,14 @@ def stuck_batch_alerts(pipeline: Pipeline, *, now: datetime | None = None) -> li
         f"`ocr-assets batch-cancel {b.batch_id}` cancels it and returns its {b.record_count} records to retry"
         for b in stuck_batches(pipeline, now=now)
     ]
+
+
+def batch_integrity(store: RecordStore, batch_id: str) -> Any:
+    """The batch's `IntegrityReport` from its typed detail (`BatchDetail.of`); None before ingest or for a
+    synchronous run's batch."""
+    from ocr_assets.engines.gemini.lifecycle import BatchDetail
+
+    return BatchDetail.of(store.get_batch(batch_id)).integrity
 
 
 def ingest_finished_batch(pipeline: Pipeline, batch_id: str, client: Callable[[], Any]) -> list[str]:

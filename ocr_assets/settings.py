@@ -167,9 +167,14 @@ class GeminiSettings(_Section):
     hold_backoff_max_s: float = Field(1800.0, ge=0)
 
 
+# Which engine runs the records (`engine:`); `local.engine` names the local OCR model (`LocalEngineName`).
+EngineKind = Literal["local", "gemini-batch", "gemini-realtime", "gemini-flex"]
+LocalEngineName = Literal["rapidocr", "tesseract", "transformers"]
+
+
 class LocalSettings(_Section):
     # rapidocr: pip-only, the default; tesseract: needs `apt-get install tesseract-ocr` (README).
-    engine: Literal["rapidocr", "tesseract", "transformers"] = "rapidocr"
+    engine: LocalEngineName = "rapidocr"
     device: str = "cpu"
     batch_size: str = "auto"
     model_dir: Path | None = None
@@ -181,15 +186,12 @@ class LocalSettings(_Section):
     ray_address: str = ""
 
 
-EngineName = Literal["local", "gemini-batch", "gemini-realtime", "gemini-flex"]
-
-
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         extra="forbid", env_prefix=ENV_PREFIX, env_nested_delimiter="__", case_sensitive=False,
     )
 
-    engine: EngineName = "local"
+    engine: EngineKind = "local"
     paths: PathsSettings = Field(default_factory=PathsSettings)
     filters: FilterSettings = Field(default_factory=FilterSettings)
     execution: ExecutionSettings = Field(default_factory=ExecutionSettings)
