@@ -5,9 +5,9 @@ Below everything but `schema` and `settings`: the pipeline, prompts, pricing, re
 these from here, so no layer has to reach up into `engines/` for them. An engine answers each `PageRequest`
 with a `PageSuccess` or a `PageFailure` and never raises for a single page's failure.
 
-"engine" names three things, each with its own type here:
-- `EngineKind`: which engine runs the records (`settings.engine`, `ocr-assets run --engine`, the jobs' config);
-- `LocalEngineName`: which local OCR model the `local` kind runs (`local.engine`, `ocr-assets local run --engine`);
+"engine" names three things, each with its own type:
+- `EngineKind` (settings): which engine runs the records (`engine:`, `ocr-assets run --engine`, the jobs' config);
+- `LocalEngineName` (settings): the local OCR model of the `local` kind (`local.engine:`, `local run --engine`);
 - `EngineSpec.label`: what a batch row, the cost ledger and the inference log record as the engine
   (`local-rapidocr`, `gemini-realtime`, `gemini-batch`; `gemini-batch-prep` for records settled before submit).
 """
@@ -131,17 +131,18 @@ class EngineSpec(BaseModel):
         return f"local ({self.local.engine} on {where})"
 
 
-def resolve_engine(settings: Settings, kind: str | None = None, **local: Any) -> EngineSpec:
+def resolve_engine(settings: Settings, kind: str | None = None, *, source: str = "command-line options",
+                   **local: Any) -> EngineSpec:
     """The engine a run uses: `kind` (run config, CLI option; None or "" = `settings.engine`) and, for the local
-    kind, `settings.local` with the non-None `local` overrides (device, batch_size, engine, model_dir).
+    kind, `settings.local` with the `local` overrides that are set (device, batch_size, engine, model_dir).
 
     The one place the engine is decided: the CLI, the Dagster assets and `drive` all receive its result.
-    Overrides are validated like the settings file (`SettingsError` names a bad one).
+    Overrides are validated like the settings file (a `SettingsError` names the bad one and `source`).
     """
-    chosen = settings.override(engine=kind) if kind else settings
+    chosen = settings.override(engine=kind, source=source) if kind else settings
     if chosen.engine != "local":
         return EngineSpec(kind=chosen.engine)
-    return EngineSpec(kind="local", local=chosen.override("local", **local).local)
+    return EngineSpec(kind="local", local=chosen.override("local", source=source, **local).local)
 
 
 # -- the engine protocols ---------------------------------------------------------------------

@@ -233,15 +233,17 @@ class Settings(BaseSettings):
             sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=file))
         return tuple(sources)
 
-    def override(self, section: str | None = None, **values: Any) -> "Settings":
-        """These settings with `values` over the top level (or over one section), validated like the file."""
+    def override(self, section: str | None = None, *, source: str = "command-line options",
+                 **values: Any) -> "Settings":
+        """These settings with `values` over the top level (or over one section), validated like the file;
+        a `SettingsError` names `source` (where the values came from)."""
         base = self.model_dump() if section is None else getattr(self, section).model_dump()
         updated = {**base, **{k: v for k, v in values.items() if v is not None}}
         cls = type(self) if section is None else type(getattr(self, section))
         try:
             checked = cls.model_validate(updated)
         except ValidationError as exc:
-            error = SettingsError(_format_validation_error(exc, "command-line options"))
+            error = SettingsError(_format_validation_error(exc, source))
         else:
             return checked if section is None else self.model_copy(update={section: checked})
         raise error  # outside the handler: no __context__ holding the unscrubbed input

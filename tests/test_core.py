@@ -106,6 +106,8 @@ def test_local_overrides_replace_only_the_fields_given_and_are_validated_like_th
         resolve_engine(settings, "local", engine="paddle")
     with pytest.raises(SettingsError, match="engine"):
         resolve_engine(settings, "gemini-turbo")
+    with pytest.raises(SettingsError, match="the local_inference resource"):
+        resolve_engine(settings, None, source="the local_inference resource", engine="paddle")
 
 
 def test_a_ray_spec_says_where_its_pages_run() -> None:

@@ -146,7 +146,8 @@ def page_ocr(
     """Each book's page outputs (one validated JSON per page), every page chain driven to a terminal state."""
     keys = list(context.partition_keys)  # a single-run backfill covers many books: one run, cross-book waves
     run_settings = gemini.configure(settings.load())
-    spec = resolve_engine(run_settings, config.engine, **local_inference.overrides())  # the run's engine, once
+    spec = resolve_engine(run_settings, config.engine, source="page_ocr run config and local_inference resource",
+                          **local_inference.overrides())  # the run's engine, decided once
     if context.run.tags.get(ENGINE_TAG) != spec.kind:  # runs from the UI or CLI carry no engine tag
         context.instance.add_run_tags(context.run.run_id, {ENGINE_TAG: spec.kind})
     pipeline = make_pipeline(run_settings, store, tracker)

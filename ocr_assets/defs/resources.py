@@ -80,14 +80,15 @@ class LocalInferenceResource(dg.ConfigurableResource):
     settings: SettingsResource
     device: str | None = None
     batch_size: str | None = None
-    engine: str | None = Field(None, description="The local OCR model (local.engine): rapidocr | tesseract | transformers.")
+    engine: str | None = Field(None, description="The local OCR model (local.engine): rapidocr | tesseract | "
+                                                 "transformers.")
     model_dir: str | None = None
     _inference: Any = PrivateAttr(default=None)
 
-    def overrides(self) -> dict[str, str | None]:
-        """This resource's fields over settings.local, for `core.resolve_engine`."""
-        return {"device": self.device, "batch_size": self.batch_size, "engine": self.engine,
-                "model_dir": self.model_dir}
+    def overrides(self) -> dict[str, str]:
+        """The fields set on this resource, over settings.local, for `core.resolve_engine` (empty = unset)."""
+        fields = {"device": self.device, "batch_size": self.batch_size, "engine": self.engine, "model_dir": self.model_dir}
+        return {name: value for name, value in fields.items() if value}
 
     def get(self, spec: EngineSpec) -> SyncEngine | None:
         """The loaded engine for a local `spec` (built and loaded on first use, then reused for the whole run);
