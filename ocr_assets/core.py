@@ -95,10 +95,6 @@ class EngineUnreachable(EngineCannotAnswer):
 
 # -- the engine a run uses ---------------------------------------------------------------------
 
-BATCH_KINDS: tuple[EngineKind, ...] = ("gemini-batch",)
-PRICING: dict[EngineKind, PricingMode] = {
-    "local": "local", "gemini-realtime": "realtime", "gemini-flex": "batch", "gemini-batch": "batch"}
-
 
 class EngineSpec(BaseModel):
     """The engine one run uses, resolved once (`resolve_engine`) and handed to every caller that drives it."""
@@ -112,11 +108,7 @@ class EngineSpec(BaseModel):
     @property
     def is_batch(self) -> bool:
         """Records go out as remote batch jobs (`BatchEngine`), not answered in this process (`SyncEngine`)."""
-        return self.kind in BATCH_KINDS
-
-    @property
-    def pricing_mode(self) -> PricingMode:
-        return PRICING[self.kind]
+        return self.kind == "gemini-batch"
 
     @property
     def label(self) -> str:

@@ -74,20 +74,20 @@ def test_the_gemini_batch_client_is_a_batch_engine_and_a_sync_engine_is_not() ->
     assert isinstance(LocalInference(device="cpu"), SyncEngine)
 
 
-@pytest.mark.parametrize(("file_engine", "run_engine", "kind", "label", "batch", "pricing"), [
-    ("local", None, "local", "local-rapidocr", False, "local"),
-    ("local", "", "local", "local-rapidocr", False, "local"),
-    ("local", "gemini-batch", "gemini-batch", "gemini-batch", True, "batch"),
-    ("gemini-batch", "local", "local", "local-rapidocr", False, "local"),
-    ("gemini-batch", None, "gemini-batch", "gemini-batch", True, "batch"),
-    ("local", "gemini_realtime", "gemini-realtime", "gemini-realtime", False, "realtime"),
-    ("local", "gemini-flex", "gemini-flex", "gemini-flex", False, "batch"),
+@pytest.mark.parametrize(("file_engine", "run_engine", "kind", "label", "batch"), [
+    ("local", None, "local", "local-rapidocr", False),
+    ("local", "", "local", "local-rapidocr", False),
+    ("local", "gemini-batch", "gemini-batch", "gemini-batch", True),
+    ("gemini-batch", "local", "local", "local-rapidocr", False),
+    ("gemini-batch", None, "gemini-batch", "gemini-batch", True),
+    ("local", "gemini_realtime", "gemini-realtime", "gemini-realtime", False),
+    ("local", "gemini-flex", "gemini-flex", "gemini-flex", False),
 ])
-def test_the_run_engine_wins_over_the_settings_engine_and_names_the_batch_label_and_price(
-    file_engine: str, run_engine: str | None, kind: str, label: str, batch: bool, pricing: str
+def test_the_run_engine_wins_over_the_settings_engine_and_names_the_batch_label(
+    file_engine: str, run_engine: str | None, kind: str, label: str, batch: bool
 ) -> None:
     spec = resolve_engine(Settings(engine=file_engine), run_engine)
-    assert (spec.kind, spec.label, spec.is_batch, spec.pricing_mode) == (kind, label, batch, pricing)
+    assert (spec.kind, spec.label, spec.is_batch) == (kind, label, batch)
 
 
 def test_a_gemini_spec_carries_no_local_engine_even_with_local_overrides() -> None:
