@@ -76,11 +76,13 @@ def make_batch_client(pipeline: Pipeline, *, calls: BatchCalls | None = None) ->
 
 def load_engine(engine: SyncEngine) -> None:
     """Load the model / devices / Ray actors now, so a missing one stops the run before any record is claimed."""
+    from ocr_assets.engines.local.vlm_engine import ModelLoadError  # no torch import: the module loads it lazily
+
     load = getattr(engine, "load", None)
     if callable(load):
         try:
             load()
-        except ValueError as exc:  # DeviceError, RayUnavailable, ModelLoadError: it cannot run on this host
+        except (ValueError, ModelLoadError) as exc:  # DeviceError, RayUnavailable, a missing model or tesseract
             raise EngineUnavailable(str(exc)) from exc
 
 

@@ -82,3 +82,11 @@ def test_a_realtime_spec_builds_the_realtime_engine_with_the_settings_model(
     settings = Settings(engine="local")
     engine = make_sync_engine(settings, resolve_engine(settings, "gemini-realtime"))
     assert isinstance(engine, GeminiRealtimeEngine) and engine.name == "gemini-realtime"
+
+
+def test_a_local_model_that_cannot_load_stops_drive_before_any_record_is_claimed(tmp_path: Path) -> None:
+    pipeline = planned(tmp_path)
+    spec = resolve_engine(pipeline.settings, "local", engine="transformers", model_dir=tmp_path / "no-model")
+    with pytest.raises(EngineUnavailable, match="no model at"):  # one clear line in `run`, not a traceback
+        drive(pipeline, spec)
+    assert pipeline.store.status_counts() == {"PENDING": 3}
