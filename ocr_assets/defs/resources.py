@@ -53,12 +53,10 @@ class GeminiResource(dg.ConfigurableResource):
         return env
 
     def batch_client(self, pipeline: Pipeline) -> "GeminiBatchClient":
-        """A Batch API client for the pipeline's (already configured) settings and store."""
-        from ocr_assets.engines.gemini.batch import GeminiBatchClient
-        from ocr_assets.engines.gemini.client import make_client
+        """A Batch API client for the pipeline's (already configured) settings and store, with this resource's key."""
+        from ocr_assets.engines.factory import make_batch_client
 
-        client = make_client(pipeline.settings, environ=self.environ())
-        return GeminiBatchClient(pipeline.settings, client, store=pipeline.store)
+        return make_batch_client(pipeline, environ=self.environ())
 
 
 def gemini_resource(base_url: str | None = None) -> GeminiResource:
@@ -87,7 +85,8 @@ class LocalInferenceResource(dg.ConfigurableResource):
 
     def overrides(self) -> dict[str, str]:
         """The fields set on this resource, over settings.local, for `core.resolve_engine` (empty = unset)."""
-        fields = {"device": self.device, "batch_size": self.batch_size, "engine": self.engine, "model_dir": self.model_dir}
+        fields = {"device": self.device, "batch_size": self.batch_size, "engine": self.engine,
+                  "model_dir": self.model_dir}
         return {name: value for name, value in fields.items() if value}
 
     def get(self, spec: EngineSpec) -> SyncEngine | None:

@@ -7,7 +7,7 @@ Gemini batch engine through the batch loop; both report the same `Progress`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from ocr_assets.core import EngineSpec, SyncEngine, resolve_engine
@@ -58,20 +58,23 @@ def make_sync_engine(settings: Settings, spec: EngineSpec | None = None) -> Sync
     raise EngineUnavailable(f"engine {spec.kind!r} is not a synchronous engine in this build")
 
 
-def make_batch_client(pipeline: Pipeline, *, calls: BatchCalls | None = None) -> GeminiBatchClient:
+def make_batch_client(pipeline: Pipeline, *, calls: BatchCalls | None = None,
+                      environ: Mapping[str, str] | None = None) -> GeminiBatchClient:
     """The Gemini Batch API client (a `BatchEngine`) for the pipeline's settings and store.
 
     The credentials are checked now, before any record is claimed; the SDK client is built on first
     use (commands that only read the store never import the SDK), or `calls` answers instead (tests).
+    `environ` (a Dagster resource's, holding its key) is read instead of the process environment.
     """
     from ocr_assets.engines.gemini.batch import GeminiBatchClient
-    from ocr_assets.engines.gemini.client import GeminiUnavailable, credentials
+    from ocr_assets.engines.gemini.client import GeminiUnavailable, credentials, make_client
 
     try:
-        credentials(pipeline.settings)
+        credentials(pipeline.settings, environ)
+        client = make_client(pipeline.settings, environ=environ) if environ is not None else None
     except GeminiUnavailable as exc:
         raise EngineUnavailable(str(exc)) from None
-    return GeminiBatchClient(pipeline.settings, store=pipeline.store, calls=calls)
+    return GeminiBatchClient(pipeline.settings, client, store=pipeline.store, calls=calls)
 
 
 def load_engine(engine: SyncEngine) -> None:
