@@ -11,7 +11,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ValidationError
 
@@ -22,7 +22,11 @@ from ocr_assets.outputs import file_sha256, read_output
 from ocr_assets.pipeline import Pipeline, Progress, ProgressCallback, RunSummary, publish_progress
 from ocr_assets.schema import OcrPageResult
 from ocr_assets.settings import FilterSettings
-from ocr_assets.store import RecordRow, RecordStatus, RecordStore
+from ocr_assets.store import BatchRow, RecordRow, RecordStatus, RecordStore
+
+if TYPE_CHECKING:  # the Gemini modules load only when a batch wrapper runs
+    from ocr_assets.engines.gemini.batch import GeminiBatchClient, IntegrityReport
+    from ocr_assets.engines.gemini.submit import SubmitReport
 
 CONTENT_TYPES_WITH_COURSES = ("course_listing",)
 
@@ -416,14 +420,14 @@ def submit_blocker(store: RecordStore, max_concurrent_batches: int) -> str | Non
     return None
 
 
-def submit_batches(pipeline: Pipeline, client: Any) -> Any:
+def submit_batches(pipeline: Pipeline, client: GeminiBatchClient) -> SubmitReport:
     """Claim runnable records across books into new batches (up to the free slots); a `SubmitReport`."""
     from ocr_assets.engines.gemini.submit import submit_wave
 
     return submit_wave(pipeline, client)
 
 
-def poll_batches(pipeline: Pipeline, client: Callable[[], Any], limit: int = 25) -> list[Any]:
+def poll_batches(pipeline: Pipeline, client: Callable[[], GeminiBatchClient], limit: int = 25) -> list[BatchRow]:
     """Poll every active batch once (one GET each), then the finished ones still to ingest, oldest first.
 
     `client` builds the Gemini batch client, only when a remote batch is active (an idle tick needs no key).
@@ -450,7 +454,7 @@ def stuck_batch_alerts(pipeline: Pipeline, *, now: datetime | None = None) -> li
     ]
 
 
-def batch_integrity(store: RecordStore, batch_id: str) -> Any:
+def batch_integrity(store: RecordStore, batch_id: str) -> IntegrityReport | None:
     """The batch's `IntegrityReport` from its typed detail (`BatchDetail.of`); None before ingest or for a
     synchronous run's batch."""
     from ocr_assets.engines.gemini.lifecycle import BatchDetail
@@ -458,7 +462,7 @@ def batch_integrity(store: RecordStore, batch_id: str) -> Any:
     return BatchDetail.of(store.get_batch(batch_id)).integrity
 
 
-def ingest_finished_batch(pipeline: Pipeline, batch_id: str, client: Callable[[], Any]) -> list[str]:
+def ingest_finished_batch(pipeline: Pipeline, batch_id: str, client: Callable[[], GeminiBatchClient]) -> list[str]:
     """Ingest one finished batch (idempotent; a synchronous run's batch is already ingested); returns its books.
 
     `client` builds the Gemini batch client, only when there is something to fetch.
