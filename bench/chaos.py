@@ -81,7 +81,7 @@ client = make_batch_client(pipeline)
 client.calls.client  # build the SDK client before reporting ready
 print("started", flush=True)
 summary = run_batches(pipeline, client, poll_interval=float(sys.argv[2]), max_idle_ticks=int(sys.argv[3]),
-                      on_tick=lambda t: print(f"tick {t.tick} terminal {t.terminal}/{t.total} "
+                      on_progress=lambda t: print(f"tick {t.tick} done {t.done}/{t.total} "
                                               f"active {t.active_batches}", flush=True))
 print(f"done {summary.stopped} unfinished {summary.unfinished}", flush=True)
 """

@@ -80,8 +80,8 @@ def run(root: Path, *, context: str, budget: int | None, latency: float, prompt:
     from ocr_assets.engines.factory import make_batch_client
     from ocr_assets.engines.gemini.context import provider_for
     from ocr_assets.engines.gemini.lifecycle import ENGINE
-    from ocr_assets.engines.gemini.runner import RunProgress, run_batches
-    from ocr_assets.pipeline import Pipeline
+    from ocr_assets.engines.gemini.runner import run_batches
+    from ocr_assets.pipeline import Pipeline, Progress
     from ocr_assets.plan import build_plan
     from ocr_assets.settings import load_settings
 
@@ -95,12 +95,12 @@ def run(root: Path, *, context: str, budget: int | None, latency: float, prompt:
         context_s = time_context_pass(provider)
         waves = [0]
 
-        def on_tick(progress: RunProgress, seen=[0]) -> None:  # noqa: B006 - one run's counter
+        def on_tick(progress: Progress, seen=[0]) -> None:  # noqa: B006 - one run's counter
             if progress.submitted_batches > seen[0]:
                 waves[0] += 1
                 seen[0] = progress.submitted_batches
 
-        summary = run_batches(pipeline, make_batch_client(pipeline), poll_interval=0.1, on_tick=on_tick,
+        summary = run_batches(pipeline, make_batch_client(pipeline), poll_interval=0.1, on_progress=on_tick,
                               provider=provider, timeout_s=900)
         ledger = pipeline.store.query(
             """SELECT count(DISTINCT key) AS pages, sum(prompt_tokens) AS prompt, sum(output_tokens) AS output,

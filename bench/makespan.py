@@ -165,8 +165,8 @@ def run_makespan(root: Path, lengths: list[int], context: str, args: argparse.Na
     from ocr_assets.engines.factory import make_batch_client
     from ocr_assets.engines.gemini.context import provider_for
     from ocr_assets.engines.gemini.lifecycle import ENGINE
-    from ocr_assets.engines.gemini.runner import RunProgress, run_batches
-    from ocr_assets.pipeline import Pipeline
+    from ocr_assets.engines.gemini.runner import run_batches
+    from ocr_assets.pipeline import Pipeline, Progress
     from ocr_assets.plan import build_plan
     from ocr_assets.settings import load_settings
 
@@ -182,12 +182,12 @@ def run_makespan(root: Path, lengths: list[int], context: str, args: argparse.Na
         waves: list[float] = []  # elapsed time of each tick that created at least one batch
         seen = [0]
 
-        def on_tick(progress: RunProgress) -> None:
+        def on_tick(progress: Progress) -> None:
             if progress.submitted_batches > seen[0]:
                 waves.append(progress.elapsed_s)
                 seen[0] = progress.submitted_batches
 
-        summary = run_batches(pipeline, client, poll_interval=args.poll, on_tick=on_tick, provider=provider,
+        summary = run_batches(pipeline, client, poll_interval=args.poll, on_progress=on_tick, provider=provider,
                               timeout_s=args.timeout)
         counts = pipeline.store.status_counts()
         sizes = [b.record_count for b in pipeline.store.batches() if b.engine == ENGINE]

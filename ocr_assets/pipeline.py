@@ -67,8 +67,9 @@ class RunSummary(BaseModel):
 class Progress(BaseModel):
     """Where a run stands after a wave (synchronous engines) or a tick (Gemini batch): for logs and bars.
 
-    `done` counts the pages of this run that reached a terminal status, out of the `total` it set out to
-    finish; `failures` counts failed attempts so far (retryable or fatal).
+    The one progress type of `drive`, whatever the engine. `done` counts the pages of this run that reached
+    a terminal status, out of the `total` it set out to finish; `failures` counts failed attempts so far
+    (retryable or fatal). The batch fields stay 0 / empty for synchronous engines.
     """
 
     done: int
@@ -76,6 +77,12 @@ class Progress(BaseModel):
     failures: int = 0
     elapsed_s: float = 0.0
     alerts: list[str] = Field(default_factory=list)  # batch integrity alerts so far (Gemini batch)
+    cost_usd: float = 0.0  # spent so far on the selected books (Gemini batch)
+    tick: int = 0  # the batch loop's tick: one poll + ingest + submit
+    active_batches: int = 0
+    submitted_batches: int = 0
+    ingested_batches: int = 0
+    stuck: list[str] = Field(default_factory=list)  # batch ids pending or running past gemini.stuck_batch_hours
 
     @property
     def rate(self) -> float:

@@ -11,18 +11,22 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ValidationError
 
-from ocr_assets.core import SyncEngine
+from ocr_assets.core import EngineSpec, SyncEngine
 from ocr_assets.course_tables import PREVIEW_ROWS, TABLES_DIR, replace_atomically
 from ocr_assets.keys import BookKey, RecordKey
 from ocr_assets.outputs import file_sha256, read_output
 from ocr_assets.pipeline import Pipeline, Progress, ProgressCallback, RunSummary, publish_progress
 from ocr_assets.schema import OcrPageResult
 from ocr_assets.settings import FilterSettings
-from ocr_assets.store import RecordRow, RecordStatus, RecordStore
+from ocr_assets.store import BatchRow, RecordRow, RecordStatus, RecordStore
+
+if TYPE_CHECKING:  # the Gemini modules load only when a batch wrapper runs
+    from ocr_assets.engines.gemini.batch import GeminiBatchClient, IntegrityReport
+    from ocr_assets.engines.gemini.submit import SubmitReport
 
 CONTENT_TYPES_WITH_COURSES = ("course_listing",)
 
@@ -50,14 +54,16 @@ def require_planned(store: RecordStore, books: Sequence[str]) -> None:
 
 
 def drive_books(
-    pipeline: Pipeline, books: Sequence[str], *, sync_engine: SyncEngine | None = None,
+    pipeline: Pipeline, books: Sequence[str], spec: EngineSpec, *, sync_engine: SyncEngine | None = None,
     on_progress: ProgressCallback | None = None,
 ) -> RunSummary:
-    """Drive `books` to terminal: with an already-loaded synchronous engine, else the configured one.
+    """Drive `books` to terminal with the engine `spec` names (`sync_engine`: that engine, already loaded).
 
     Every book must be in the plan (`BookNotPlanned`): an unknown partition must fail, not pass with 0 pages.
     Progress goes to `on_progress` and to `ocr_assets.pipeline.progress_log`.
     """
+    from ocr_assets.engines.factory import drive
+
     require_planned(pipeline.store, books)
 
     def report(progress: Progress) -> None:
@@ -65,11 +71,7 @@ def drive_books(
         if on_progress is not None:
             on_progress(progress)
 
-    if sync_engine is not None:
-        return pipeline.run_sync(sync_engine, books=list(books), on_progress=report)
-    from ocr_assets.engines.factory import drive
-
-    return drive(pipeline, books=list(books), on_progress=report)
+    return drive(pipeline, spec, books=list(books), on_progress=report, sync_engine=sync_engine)
 
 
 def books_of_keys(keys: Iterable[str]) -> list[str]:
@@ -419,14 +421,14 @@ def submit_blocker(store: RecordStore, max_concurrent_batches: int) -> str | Non
     return None
 
 
-def submit_batches(pipeline: Pipeline, client: Any) -> Any:
+def submit_batches(pipeline: Pipeline, client: GeminiBatchClient) -> SubmitReport:
     """Claim runnable records across books into new batches (up to the free slots); a `SubmitReport`."""
     from ocr_assets.engines.gemini.submit import submit_wave
 
     return submit_wave(pipeline, client)
 
 
-def poll_batches(pipeline: Pipeline, client: Callable[[], Any], limit: int = 25) -> list[Any]:
+def poll_batches(pipeline: Pipeline, client: Callable[[], GeminiBatchClient], limit: int = 25) -> list[BatchRow]:
     """Poll every active batch once (one GET each), then the finished ones still to ingest, oldest first.
 
     `client` builds the Gemini batch client, only when a remote batch is active (an idle tick needs no key).
@@ -455,7 +457,15 @@ def stuck_batch_alerts(pipeline: Pipeline, *, now: datetime | None = None) -> li
     ]
 
 
-def ingest_finished_batch(pipeline: Pipeline, batch_id: str, client: Callable[[], Any]) -> list[str]:
+def batch_integrity(store: RecordStore, batch_id: str) -> IntegrityReport | None:
+    """The batch's `IntegrityReport` from its typed detail (`BatchDetail.of`); None before ingest or for a
+    synchronous run's batch."""
+    from ocr_assets.engines.gemini.lifecycle import BatchDetail
+
+    return BatchDetail.of(store.get_batch(batch_id)).integrity
+
+
+def ingest_finished_batch(pipeline: Pipeline, batch_id: str, client: Callable[[], GeminiBatchClient]) -> list[str]:
     """Ingest one finished batch (idempotent; a synchronous run's batch is already ingested); returns its books.
 
     `client` builds the Gemini batch client, only when there is something to fetch.

@@ -167,9 +167,14 @@ class GeminiSettings(_Section):
     hold_backoff_max_s: float = Field(1800.0, ge=0)
 
 
+# Which engine runs the records (`engine:`); `local.engine` names the local OCR model (`LocalEngineName`).
+EngineKind = Literal["local", "gemini-batch", "gemini-realtime", "gemini-flex"]
+LocalEngineName = Literal["rapidocr", "tesseract", "transformers"]
+
+
 class LocalSettings(_Section):
     # rapidocr: pip-only, the default; tesseract: needs `apt-get install tesseract-ocr` (README).
-    engine: Literal["rapidocr", "tesseract", "transformers"] = "rapidocr"
+    engine: LocalEngineName = "rapidocr"
     device: str = "cpu"
     batch_size: str = "auto"
     model_dir: Path | None = None
@@ -181,15 +186,12 @@ class LocalSettings(_Section):
     ray_address: str = ""
 
 
-EngineName = Literal["local", "gemini-batch", "gemini-realtime", "gemini-flex"]
-
-
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         extra="forbid", env_prefix=ENV_PREFIX, env_nested_delimiter="__", case_sensitive=False,
     )
 
-    engine: EngineName = "local"
+    engine: EngineKind = "local"
     paths: PathsSettings = Field(default_factory=PathsSettings)
     filters: FilterSettings = Field(default_factory=FilterSettings)
     execution: ExecutionSettings = Field(default_factory=ExecutionSettings)
@@ -231,15 +233,17 @@ class Settings(BaseSettings):
             sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=file))
         return tuple(sources)
 
-    def override(self, section: str | None = None, **values: Any) -> "Settings":
-        """These settings with `values` over the top level (or over one section), validated like the file."""
+    def override(self, section: str | None = None, *, source: str = "command-line options",
+                 **values: Any) -> "Settings":
+        """These settings with `values` over the top level (or over one section), validated like the file;
+        a `SettingsError` names `source` (where the values came from)."""
         base = self.model_dump() if section is None else getattr(self, section).model_dump()
         updated = {**base, **{k: v for k, v in values.items() if v is not None}}
         cls = type(self) if section is None else type(getattr(self, section))
         try:
             checked = cls.model_validate(updated)
         except ValidationError as exc:
-            error = SettingsError(_format_validation_error(exc, "command-line options"))
+            error = SettingsError(_format_validation_error(exc, source))
         else:
             return checked if section is None else self.model_copy(update={section: checked})
         raise error  # outside the handler: no __context__ holding the unscrubbed input

@@ -147,6 +147,18 @@ def test_run_batch_drives_every_record_to_success_in_chain_order(cli):
     assert listed.exit_code == 0 and listed.output.count("INGESTED") == len(server.batches.summaries())
 
 
+def test_run_engine_wins_over_the_settings_engine_for_every_record_of_the_run(cli):
+    invoke, pipeline, server = cli
+    assert pipeline.settings.engine == "local"  # the file says local; the option says Gemini real-time
+    result = invoke("run", "--engine", "gemini-realtime", "--book", "ny:alpha:1900")
+    assert result.exit_code == 0, result.output
+    assert "records with gemini-realtime" in result.output
+    records = pipeline.store.records(book="ny:alpha:1900")
+    assert {(r.status, r.engine) for r in records} == {(RecordStatus.SUCCESS, "gemini-realtime")}
+    assert {b.engine for b in pipeline.store.batches()} == {"gemini-realtime"}
+    assert sorted(e.key for e in server.state.request_log) == sorted(r.key for r in records)  # Gemini answered
+
+
 def test_unknown_batch_and_missing_key_are_one_clear_line(cli, monkeypatch):
     invoke, _, _ = cli
     missing = invoke("batch-status", "gb-nope")

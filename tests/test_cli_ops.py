@@ -210,7 +210,7 @@ def test_eval_command_compares_versions_on_ground_truth_pages(tmp_path: Path, mo
     engine = ScriptedEngine(answers={f"{A}:2": [("retryable", "malformed_json", "bad json")] * 2})
     import ocr_assets.engines.factory as factory
 
-    monkeypatch.setattr(factory, "make_sync_engine", lambda settings: engine)
+    monkeypatch.setattr(factory, "make_sync_engine", lambda settings, spec=None: engine)
     result = runner.invoke(app, ["eval", "--prompt", "v1", "--prompt", "v1.1", "--sample", "0", "--pages",
                                  "--engine", "gemini-realtime", "--config", str(config)])
     assert result.exit_code == 0, result.output

@@ -28,17 +28,18 @@ from ocr_assets.cli.common import (
     table,
 )
 from ocr_assets.cli.progress import progress_bar
-from ocr_assets.core import EngineMisconfigured, EngineUnreachable
+from ocr_assets.core import EngineMisconfigured, EngineUnreachable, resolve_engine
 from ocr_assets.engines.factory import EngineUnavailable, drive, make_batch_client
 from ocr_assets.pipeline import Pipeline
 from ocr_assets.prompts import PromptError
 from ocr_assets.redaction import scrub
-from ocr_assets.settings import EngineName, Settings
+from ocr_assets.reports import batch_integrity
+from ocr_assets.settings import EngineKind, Settings
 from ocr_assets.store import BatchRow, BatchState
 from ocr_assets.tracking import make_tracker
 
 if TYPE_CHECKING:
-    from ocr_assets.engines.gemini.batch import GeminiBatchClient
+    from ocr_assets.engines.gemini.batch import GeminiBatchClient, IntegrityReport
 
 
 PANEL = "Gemini batches"  # the help's group for these commands
@@ -58,9 +59,7 @@ def _pipeline(settings: Settings) -> Pipeline:
 
 
 def _batch_pipeline(config) -> tuple[Pipeline, GeminiBatchClient]:
-    settings = get_settings(config)
-    settings = settings.model_copy(update={"engine": "gemini-batch"})
-    pipeline = _pipeline(settings)
+    pipeline = _pipeline(get_settings(config))
     with friendly_errors(EngineUnavailable):
         client = make_batch_client(pipeline)
     return pipeline, client
@@ -77,7 +76,7 @@ def _resolve_batch(pipeline: Pipeline, batch_id: str) -> BatchRow:
 
 def run(
     config: ConfigOption = None,
-    engine: Annotated[EngineName | None, typer.Option(help="Engine for this run (default: settings).")] = None,
+    engine: Annotated[EngineKind | None, typer.Option(help="Engine for this run (default: settings.engine).")] = None,
     batch: Annotated[bool, typer.Option("--batch", help="Use the Gemini Batch API (50% price).")] = False,
     limit: LimitOption = None,
     book: BookOption = None,
@@ -92,8 +91,7 @@ def run(
     cross-book waves as pages unlock; Ctrl-C stops it safely (re-running resumes from the store).
     """
     settings = get_settings(config)
-    chosen = "gemini-batch" if batch else (engine or settings.engine)
-    settings = settings.model_copy(update={"engine": chosen})
+    spec = resolve_engine(settings, "gemini-batch" if batch else engine)  # the run's engine, decided once
     if poll_interval is not None:
         settings = settings.model_copy(update={"execution": settings.execution.model_copy(
             update={"poll_interval_seconds": poll_interval})})
@@ -106,14 +104,15 @@ def run(
         console.print("nothing to run: every selected record is terminal")
         exit_for_records(pipeline.store, books)
         return
-    console.print(f"running {todo if limit is None else min(todo, limit)} records with [bold]{chosen}[/bold]")
+    console.print(f"running {todo if limit is None else min(todo, limit)} records with "
+                  f"[bold]{escape(spec.describe())}[/bold]")
 
     unchanged = "the wave's records are back as they were"
     with friendly_errors(EngineMisconfigured, code=2, after=unchanged), \
             friendly_errors(EngineUnavailable, EngineUnreachable, PromptError, after=unchanged), \
-            progress_bar(console, chosen) as on_progress:
+            progress_bar(console, spec.kind) as on_progress:
         try:
-            summary = drive(pipeline, books=books, limit=limit, on_progress=on_progress)
+            summary = drive(pipeline, spec, books=books, limit=limit, on_progress=on_progress)
         except KeyboardInterrupt:
             err_console.print("interrupted: in-flight batches keep running remotely; re-run to resume")
             raise typer.Exit(130) from None
@@ -186,13 +185,17 @@ def batch_status(
     console.print(f"[bold]{row['batch_id']}[/bold] ({row.get('remote_name') or 'not created remotely'}): "
                   f"[bold]{row['state']}[/bold], {row['record_count']} records, created {row['created_at']}")
     console.print(table("record outcomes", ["outcome", "records"], sorted(info["outcomes"].items())))
-    integrity = info["detail"].get("integrity")
-    if integrity:
-        console.print(f"integrity: {integrity.get('parsed')}/{integrity.get('submitted')} parsed, "
-                      f"{integrity.get('missing_count', 0)} missing, {integrity.get('duplicate_count', 0)} duplicate, "
-                      f"{integrity.get('unknown_count', 0)} unknown keys")
-        if integrity.get("alert"):
-            console.print(f"[yellow]alert:[/yellow] {escape(integrity['alert'])}")
+    integrity = batch_integrity(pipeline.store, batch.batch_id)
+    if integrity is not None:
+        console.print(_integrity_line(integrity))
+        if integrity.alert:
+            console.print(f"[yellow]alert:[/yellow] {escape(integrity.alert)}")
+
+
+def _integrity_line(integrity: IntegrityReport) -> str:
+    i = integrity
+    return (f"integrity: {i.parsed}/{i.submitted} parsed, {i.missing_count} missing, {i.duplicate_count} duplicate, "
+            f"{i.unknown_count} unknown keys")
 
 
 def batch_fetch(
@@ -214,9 +217,7 @@ def batch_fetch(
     if not (report.succeeded or report.retryable or report.fatal or report.released):
         console.print("nothing changed: every record of this batch was already settled")
     if report.integrity is not None:
-        i = report.integrity
-        console.print(f"integrity: {i.parsed}/{i.submitted} parsed, {i.missing_count} missing, "
-                      f"{i.duplicate_count} duplicate, {i.unknown_count} unknown keys")
+        console.print(_integrity_line(report.integrity))
     if report.alert:
         console.print(f"[yellow]alert:[/yellow] {escape(report.alert)}")
     if report.fatal or report.blocked:

@@ -30,11 +30,11 @@ from ocr_assets.cli.common import (
     selected_books,
     table,
 )
-from ocr_assets.core import PageFailure, PageOutcome
+from ocr_assets.core import EngineSpec, PageFailure, PageOutcome, resolve_engine
+from ocr_assets.engines.factory import drive, local_engine
 from ocr_assets.outputs import atomic_write_text, read_output
 from ocr_assets.pipeline import Pipeline, RunSummary
 from ocr_assets.prompts import PromptError
-from ocr_assets.settings import Settings
 from ocr_assets.store import RecordStatus
 
 if TYPE_CHECKING:
@@ -58,25 +58,12 @@ class PagesPerSecond(ProgressColumn):
         return Text(f"{speed:.2f} pages/s" if speed else "… pages/s", style="progress.data.speed")
 
 
-def local_settings(
-    settings: Settings, *, device: str | None, batch_size: str | None, engine: str | None, model_dir: Path | None
-) -> Settings:
-    """`settings` with the engine set to local and the given options over `settings.local`."""
-    local = settings.override("local", device=device, batch_size=batch_size, engine=engine, model_dir=model_dir)
-    return local.model_copy(update={"engine": "local"})
-
-
-def make_engine(settings: Settings) -> LocalInference:
-    from ocr_assets.engines.factory import local_engine  # the local engine loads only for local commands
-
-    return local_engine(settings.local)
-
-
 def run(
     config: ConfigOption = None,
     device: Annotated[str | None, typer.Option(help="auto | cpu | cuda:N | cuda:0,cuda:1 (default: settings).")] = None,
     batch_size: Annotated[str | None, typer.Option(help="auto or a number of pages (default: settings).")] = None,
-    engine: Annotated[str | None, typer.Option(help="rapidocr | tesseract | transformers (default: settings).")] = None,
+    engine: Annotated[str | None, typer.Option(
+        help="The local OCR model: rapidocr | tesseract | transformers (default: settings' local.engine).")] = None,
     model_dir: Annotated[Path | None, typer.Option(help="Local model directory for --engine transformers.")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Time one page and estimate the run; change nothing.")] = False,
     limit: Annotated[int | None, typer.Option(min=1, help="Attempt at most this many pages.")] = None,
@@ -89,11 +76,12 @@ def run(
     from ocr_assets.engines.local.exports import parse_formats
     from ocr_assets.engines.local.vlm_engine import ModelLoadError
 
+    settings = get_settings(config)
     with friendly_errors(ValueError):
         wanted = parse_formats(formats)
-        settings = local_settings(get_settings(config), device=device, batch_size=batch_size, engine=engine,
-                                  model_dir=model_dir)
-        inference = make_engine(settings)
+        spec = resolve_engine(settings, "local", device=device, batch_size=batch_size, engine=engine,
+                              model_dir=model_dir)  # the run's engine, decided once
+        inference = local_engine(spec.local)
     pipeline = Pipeline(settings)
     print_plan(plan_corpus(pipeline.store, settings), console)
     books = selected_books(pipeline.store, book)
@@ -111,7 +99,7 @@ def run(
             devices = inference.load()
     console.print(f"running {total} pages on {', '.join(devices)} with {inference.model_name}")
     started = time.perf_counter()
-    summary = _run_with_progress(pipeline, inference, books, limit, total)
+    summary = _run_with_progress(pipeline, spec, inference, books, limit, total)
     elapsed = time.perf_counter() - started
     inference.close()
     _report(pipeline, summary, elapsed, wanted, failures_csv or settings.paths.output_root / "failures.csv")
@@ -132,7 +120,8 @@ def _dry_run(pipeline: Pipeline, inference: LocalInference, books: list[str] | N
 
 
 def _run_with_progress(
-    pipeline: Pipeline, inference: LocalInference, books: list[str] | None, limit: int | None, total: int
+    pipeline: Pipeline, spec: EngineSpec, inference: LocalInference, books: list[str] | None, limit: int | None,
+    total: int,
 ) -> RunSummary:
     columns = (TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
                PagesPerSecond(), TextColumn("{task.fields[failed]} failed"), TimeRemainingColumn())
@@ -147,7 +136,7 @@ def _run_with_progress(
 
         inference.set_progress(on_outcome)
         try:
-            summary = pipeline.run_sync(inference, books=books, limit=limit)
+            summary = drive(pipeline, spec, books=books, limit=limit, sync_engine=inference)
         finally:
             inference.set_progress(None)
         # Pages blocked behind a fatal upstream never run: the bar ends at what did.

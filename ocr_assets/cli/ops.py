@@ -301,16 +301,16 @@ def eval_prompts(
 ) -> None:
     """Compare prompt versions and generation settings on ground-truth pages: CER, course P/R/F1,
     schema-valid rate, tokens and cost per page."""
+    from ocr_assets.core import resolve_engine
     from ocr_assets.engines.factory import EngineUnavailable, make_sync_engine
     from ocr_assets.evaluation import EvalError, run_eval
     from ocr_assets.plan import CorpusRootMissing
 
     settings = get_settings(config)
-    if engine is not None:
-        settings = settings.model_copy(update={"engine": engine})
+    spec = resolve_engine(settings, engine)
     with friendly_errors(EngineUnavailable, ImportError):
-        runner = make_sync_engine(settings)
-    if settings.engine == "local" and len(set(prompt)) > 1:
+        runner = make_sync_engine(settings, spec)
+    if spec.local is not None and len(set(prompt)) > 1:
         err_console.print("[yellow]note:[/yellow] the local engine ignores the prompt: versions can differ only "
                           "under a Gemini engine")
     budgets: list[dict] = [{"thinking_budget": b} for b in thinking_budget or []] or [{}]
@@ -320,7 +320,7 @@ def eval_prompts(
     with friendly_errors(CorpusRootMissing, code=2), friendly_errors(EvalError, PromptError, ValueError), \
             console.status("evaluating…"):
         report = run_eval(settings, prompt, runner, sample or None, generations=generations,
-                          engine_for=make_sync_engine)
+                          engine_for=lambda variant: make_sync_engine(variant, spec))
     console.print(_table(
         f"eval {report.run_id}: {len(report.sample)} pages, engine {report.engine}, model {report.model}; "
         f"configured thinking budget {gen.thinking_budget}, level {gen.thinking_level}, media resolution "

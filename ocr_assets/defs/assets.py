@@ -7,6 +7,7 @@ from typing import Any
 import dagster as dg
 from pydantic import Field
 
+from ocr_assets.core import resolve_engine
 from ocr_assets.course_tables import (
     COURSE_PREVIEW_COLUMNS,
     BookCourses,
@@ -108,9 +109,9 @@ def plan_metadata(result: PlanResult, partitions_added: list[str]) -> dict[str, 
 
 
 class PageOcrConfig(dg.Config):
-    """Which engine drives the pages; the jobs set it, a plain materialization uses settings.engine."""
+    """Which engine kind drives the pages; the jobs set it, a plain materialization uses settings.engine."""
 
-    engine: str = Field("", description="local | gemini-batch | gemini-realtime | gemini-flex; empty = settings")
+    engine: str = Field("", description="local | gemini-batch | gemini-realtime | gemini-flex; empty = settings.engine")
 
 
 @dg.asset(kinds={"duckdb"}, group_name="ocr")
@@ -144,19 +145,20 @@ def page_ocr(
 ) -> Iterator[dg.AssetMaterialization | dg.MaterializeResult]:
     """Each book's page outputs (one validated JSON per page), every page chain driven to a terminal state."""
     keys = list(context.partition_keys)  # a single-run backfill covers many books: one run, cross-book waves
-    run_settings = gemini.configure(settings.load(engine=config.engine or None))
-    if context.run.tags.get(ENGINE_TAG) != run_settings.engine:  # runs from the UI or CLI carry no engine tag
-        context.instance.add_run_tags(context.run.run_id, {ENGINE_TAG: run_settings.engine})
+    run_settings = gemini.configure(settings.load())
+    spec = resolve_engine(run_settings, config.engine, source="page_ocr run config and local_inference resource",
+                          **local_inference.overrides())  # the run's engine, decided once
+    if context.run.tags.get(ENGINE_TAG) != spec.kind:  # runs from the UI or CLI carry no engine tag
+        context.instance.add_run_tags(context.run.run_id, {ENGINE_TAG: spec.kind})
     pipeline = make_pipeline(run_settings, store, tracker)
-    engine = local_inference.get() if run_settings.engine == "local" else None
     try:
-        summary = drive_books(pipeline, keys, sync_engine=engine,
+        summary = drive_books(pipeline, keys, spec, sync_engine=local_inference.get(spec),
                               on_progress=lambda progress: context.log.info(progress.line()))
     except BookNotPlanned as exc:  # a typo'd partition must fail, not pass green with 0 pages
         raise dg.Failure(description=str(exc)) from None
     reports = book_reports(pipeline.store, keys, run_settings.paths.output_root)
     # Run-wide facts belong to the run (its log and engine tag), not copied onto every book.
-    context.log.info(f"{run_settings.engine}: {len(keys)} book(s), {summary.waves} wave(s), {summary.attempted} "
+    context.log.info(f"{spec.describe()}: {len(keys)} book(s), {summary.waves} wave(s), {summary.attempted} "
                      f"attempted, {summary.succeeded} succeeded, {summary.retryable} retried, {summary.fatal} fatal")
     for report in reports:  # per-book metadata; the page table comes first in the UI
         context.add_asset_metadata(page_metadata(report, run_settings), partition_key=report.book)

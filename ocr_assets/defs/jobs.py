@@ -1,6 +1,5 @@
 """Jobs: one per engine mode over page_ocr + book_courses, plus the batch submit and ingest jobs."""
 
-import json
 from collections.abc import Sequence
 
 import dagster as dg
@@ -20,7 +19,7 @@ from ocr_assets.defs.partitions import add_missing_books
 from ocr_assets.defs.resources import GeminiResource, RecordStoreResource, SettingsResource, TrackerResource, make_pipeline
 from ocr_assets.operations import batch_records_table
 from ocr_assets.course_tables import build_book_courses, build_corpus_courses
-from ocr_assets.reports import book_reports, ingest_finished_batch, submit_batches
+from ocr_assets.reports import batch_integrity, book_reports, ingest_finished_batch, submit_batches
 from ocr_assets.settings import Settings
 from ocr_assets.store import RecordStore
 
@@ -76,7 +75,7 @@ def submit_batches_op(
     gemini: GeminiResource, tracker: TrackerResource,
 ) -> dg.Output[list[str]]:
     """Claim runnable records across all books into Gemini batches, up to the free batch slots."""
-    pipeline = make_pipeline(gemini.configure(settings.load(engine="gemini-batch")), store, tracker)
+    pipeline = make_pipeline(gemini.configure(settings.load()), store, tracker)
     report = submit_batches(pipeline, gemini.batch_client(pipeline))  # claims are transactional: no record twice
     context.log.info(f"submitted {len(report.batches)} batch(es) of {report.records} records"
                      + (f"; {report.skipped}" if report.skipped else ""))
@@ -112,12 +111,13 @@ def batch_metadata(context: dg.OpExecutionContext, store: RecordStore, batch_id:
     rows = batch_records_table(store, batch_id)
     metadata: dict[str, object] = {"records": table(rows[:500], BATCH_RECORD_COLUMNS),
                                    "rows_shown": f"{min(len(rows), 500)} of {len(rows)}"}
-    batch = store.get_batch(batch_id)
-    integrity = (json.loads(batch.detail) if batch and batch.detail else {}).get("integrity") or {}
-    metadata.update({f"integrity_{name}": integrity[name] for name in INTEGRITY_COUNTS if name in integrity})
-    if integrity.get("alert"):
-        context.log.warning(f"ALERT {integrity['alert']}")
-        metadata["ALERT"] = integrity["alert"]
+    integrity = batch_integrity(store, batch_id)
+    if integrity is None:  # not ingested (yet), or a synchronous run's batch
+        return metadata
+    metadata.update({f"integrity_{name}": getattr(integrity, name) for name in INTEGRITY_COUNTS})
+    if integrity.alert:
+        context.log.warning(f"ALERT {integrity.alert}")
+        metadata["ALERT"] = integrity.alert
     return metadata
 
 

@@ -4,9 +4,9 @@ import os
 from typing import TYPE_CHECKING, Any
 
 import dagster as dg
-from pydantic import PrivateAttr
+from pydantic import Field, PrivateAttr
 
-from ocr_assets.engines.local import LocalInference
+from ocr_assets.core import EngineSpec, SyncEngine
 from ocr_assets.pipeline import Pipeline, open_store
 from ocr_assets.settings import Settings, load_settings
 from ocr_assets.store import RecordStore
@@ -21,9 +21,8 @@ class SettingsResource(dg.ConfigurableResource):
 
     config_path: str | None = None
 
-    def load(self, engine: str | None = None) -> Settings:
-        settings = load_settings(self.config_path)
-        return settings.model_copy(update={"engine": engine}) if engine else settings
+    def load(self) -> Settings:
+        return load_settings(self.config_path)
 
 
 class RecordStoreResource(dg.ConfigurableResource):
@@ -54,12 +53,10 @@ class GeminiResource(dg.ConfigurableResource):
         return env
 
     def batch_client(self, pipeline: Pipeline) -> "GeminiBatchClient":
-        """A Batch API client for the pipeline's (already configured) settings and store."""
-        from ocr_assets.engines.gemini.batch import GeminiBatchClient
-        from ocr_assets.engines.gemini.client import make_client
+        """A Batch API client for the pipeline's (already configured) settings and store, with this resource's key."""
+        from ocr_assets.engines.factory import make_batch_client
 
-        client = make_client(pipeline.settings, environ=self.environ())
-        return GeminiBatchClient(pipeline.settings, client, store=pipeline.store)
+        return make_batch_client(pipeline, environ=self.environ())
 
 
 def gemini_resource(base_url: str | None = None) -> GeminiResource:
@@ -74,31 +71,34 @@ def gemini_resource(base_url: str | None = None) -> GeminiResource:
 class LocalInferenceResource(dg.ConfigurableResource):
     """The local OCR model (CPU/GPU), loaded on first use and kept for the run; unset fields come from settings.local.
 
-    Nothing loads at setup: only page_ocr knows the run's engine (run config over settings), and a Gemini
-    run must never pay for the model.
+    Nothing loads at setup, and `get` loads only for a run whose resolved engine (`EngineSpec`, from the run
+    config over settings.engine) is local: a Gemini run never pays for the model, whatever the file says.
     """
 
     settings: SettingsResource
     device: str | None = None
     batch_size: str | None = None
-    engine: str | None = None
+    engine: str | None = Field(None, description="The local OCR model (local.engine): rapidocr | tesseract | "
+                                                 "transformers.")
     model_dir: str | None = None
     _inference: Any = PrivateAttr(default=None)
 
-    def local_settings(self) -> Settings:
-        settings = self.settings.load(engine="local")
-        overrides = {k: v for k, v in {"device": self.device, "batch_size": self.batch_size,
-                                       "engine": self.engine, "model_dir": self.model_dir}.items() if v}
-        local = settings.local.model_validate({**settings.local.model_dump(), **overrides})
-        return settings.model_copy(update={"local": local})
+    def overrides(self) -> dict[str, str]:
+        """The fields set on this resource, over settings.local, for `core.resolve_engine` (empty = unset)."""
+        fields = {"device": self.device, "batch_size": self.batch_size, "engine": self.engine,
+                  "model_dir": self.model_dir}
+        return {name: value for name, value in fields.items() if value}
 
-    def get(self) -> LocalInference:
-        """The loaded engine (built and loaded on first use, then reused for the whole run)."""
+    def get(self, spec: EngineSpec) -> SyncEngine | None:
+        """The loaded engine for a local `spec` (built and loaded on first use, then reused for the whole run);
+        None for a Gemini spec."""
+        if spec.local is None:
+            return None
         if self._inference is None:
-            from ocr_assets.engines.factory import make_sync_engine
+            from ocr_assets.engines.factory import load_engine, local_engine
 
-            inference = make_sync_engine(self.local_settings())
-            inference.load()
+            inference = local_engine(spec.local)
+            load_engine(inference)
             self._inference = inference
         return self._inference
 

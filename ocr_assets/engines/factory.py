@@ -1,16 +1,17 @@
-"""Pick the engine the settings name and drive records to terminal with it.
+"""Build the engine an `EngineSpec` names and drive records to terminal with it.
 
-`drive` is what the CLI `run`, the Dagster assets and the benchmarks call: synchronous engines
-(local, Gemini real-time) go through `Pipeline.run_sync`; Gemini batch goes through the batch loop.
+`drive` is the one driver: the CLI `run` / `local run`, the Dagster assets and the benchmarks call it with
+the spec they resolved (`core.resolve_engine`). Synchronous engines go through `Pipeline.run_sync`, the
+Gemini batch engine through the batch loop; both report the same `Progress`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from ocr_assets.core import SyncEngine
-from ocr_assets.pipeline import Pipeline, Progress, ProgressCallback, RunSummary
+from ocr_assets.core import EngineSpec, SyncEngine, resolve_engine
+from ocr_assets.pipeline import Pipeline, ProgressCallback, RunSummary
 from ocr_assets.settings import LocalSettings, Settings
 
 if TYPE_CHECKING:
@@ -37,74 +38,85 @@ def local_engine(local: LocalSettings) -> LocalInference | RayInference:
     return engine
 
 
-def make_sync_engine(settings: Settings) -> SyncEngine:
-    """The synchronous engine for `settings.engine` (local or gemini-realtime)."""
-    if settings.engine == "local":
-        return local_engine(settings.local)
-    if settings.engine in ("gemini-realtime", "gemini-flex"):
+def make_sync_engine(settings: Settings, spec: EngineSpec | None = None) -> SyncEngine:
+    """The synchronous engine `spec` names (default: the settings' engine), built but not loaded."""
+    spec = spec or resolve_engine(settings)
+    if spec.local is not None:
+        return local_engine(spec.local)
+    if spec.kind in ("gemini-realtime", "gemini-flex"):
         from ocr_assets.engines.gemini.client import GeminiUnavailable, make_client
         from ocr_assets.engines.gemini.realtime import GeminiFlexEngine, GeminiRealtimeEngine, flex_supported
 
-        if settings.engine == "gemini-flex" and not flex_supported():
+        if spec.kind == "gemini-flex" and not flex_supported():
             raise EngineUnavailable("the installed google-genai has no service_tier: the flex tier is unavailable")
         try:
             client = make_client(settings)
         except GeminiUnavailable as exc:
             raise EngineUnavailable(str(exc)) from None
-        engine_cls = GeminiFlexEngine if settings.engine == "gemini-flex" else GeminiRealtimeEngine
+        engine_cls = GeminiFlexEngine if spec.kind == "gemini-flex" else GeminiRealtimeEngine
         return engine_cls(settings, client)
-    raise EngineUnavailable(f"engine {settings.engine!r} is not a synchronous engine in this build")
+    raise EngineUnavailable(f"engine {spec.kind!r} is not a synchronous engine in this build")
 
 
-def make_batch_client(pipeline: Pipeline, *, calls: BatchCalls | None = None) -> GeminiBatchClient:
-    """The Gemini Batch API client for the pipeline's settings and store.
+def make_batch_client(pipeline: Pipeline, *, calls: BatchCalls | None = None,
+                      environ: Mapping[str, str] | None = None) -> GeminiBatchClient:
+    """The Gemini Batch API client (a `BatchEngine`) for the pipeline's settings and store.
 
     The credentials are checked now, before any record is claimed; the SDK client is built on first
     use (commands that only read the store never import the SDK), or `calls` answers instead (tests).
+    `environ` (a Dagster resource's, holding its key) is read instead of the process environment.
     """
     from ocr_assets.engines.gemini.batch import GeminiBatchClient
-    from ocr_assets.engines.gemini.client import GeminiUnavailable, credentials
+    from ocr_assets.engines.gemini.client import GeminiUnavailable, credentials, make_client
 
     try:
-        credentials(pipeline.settings)
+        credentials(pipeline.settings, environ)
+        client = make_client(pipeline.settings, environ=environ) if environ is not None else None
     except GeminiUnavailable as exc:
         raise EngineUnavailable(str(exc)) from None
-    return GeminiBatchClient(pipeline.settings, store=pipeline.store, calls=calls)
+    return GeminiBatchClient(pipeline.settings, client, store=pipeline.store, calls=calls)
+
+
+def load_engine(engine: SyncEngine) -> None:
+    """Load the model / devices / Ray actors now, so a missing one stops the run before any record is claimed."""
+    from ocr_assets.engines.local.vlm_engine import ModelLoadError  # no torch import: the module loads it lazily
+
+    load = getattr(engine, "load", None)
+    if callable(load):
+        try:
+            load()
+        except (ValueError, ModelLoadError) as exc:  # DeviceError, RayUnavailable, a missing model or tesseract
+            raise EngineUnavailable(str(exc)) from exc
 
 
 def drive(
     pipeline: Pipeline,
+    spec: EngineSpec | None = None,
     *,
     books: Sequence[str] | None = None,
     limit: int | None = None,
     on_progress: ProgressCallback | None = None,
+    sync_engine: SyncEngine | None = None,
 ) -> RunSummary:
-    """Run the selected books (or everything) until every record is terminal.
+    """Run the selected books (or everything) with the engine `spec` names until every record is terminal.
 
-    `on_progress` gets a `Progress` after every wave (synchronous engines) or poll tick (Gemini batch).
+    `spec` defaults to the pipeline settings' engine. `sync_engine`: an already-loaded engine for a
+    synchronous spec (a Dagster resource's, or one the CLI watches page by page); else one is built
+    and loaded here. `on_progress` gets a `Progress` after every wave or batch-loop tick.
     """
-    if pipeline.settings.engine == "gemini-batch":
-        from ocr_assets.engines.gemini.runner import RunProgress, run_batches
+    spec = spec or resolve_engine(pipeline.settings)
+    if spec.is_batch:
+        from ocr_assets.engines.gemini.runner import run_batches
 
-        on_tick = None
-        if on_progress is not None:
-            unfinished = pipeline.store.unfinished_count(books)  # the pages this run sets out to finish
-
-            def on_tick(tick: RunProgress) -> None:
-                left = tick.total - tick.terminal
-                on_progress(Progress(done=max(0, unfinished - left), total=unfinished, failures=tick.failures,
-                                     elapsed_s=tick.elapsed_s, alerts=tick.alerts))
-
-        result = run_batches(pipeline, make_batch_client(pipeline), books=books, limit=limit, on_tick=on_tick)
+        result = run_batches(pipeline, make_batch_client(pipeline), books=books, limit=limit,
+                             on_progress=on_progress)
         return RunSummary(
             waves=len(result.submitted), attempted=result.attempted, succeeded=result.succeeded,
             retryable=result.retryable, fatal=result.fatal, blocked=result.blocked, batches=result.submitted,
         )
-    engine = make_sync_engine(pipeline.settings)
-    load = getattr(engine, "load", None)
-    if callable(load):
-        try:
-            load()  # a missing model, device or Ray cluster stops here, before any record is claimed
-        except ValueError as exc:  # DeviceError, RayUnavailable: the engine cannot run on this host
-            raise EngineUnavailable(str(exc)) from exc
-    return pipeline.run_sync(engine, books=books, limit=limit, on_progress=on_progress)
+    if sync_engine is None:
+        sync_engine = make_sync_engine(pipeline.settings, spec)
+        load_engine(sync_engine)
+    elif sync_engine.name != spec.label:  # the records would be claimed under another engine than the run's
+        raise ValueError(f"the engine given is {sync_engine.name!r} but the run's engine is {spec.label!r}")
+    return pipeline.run_sync(sync_engine, books=books, limit=limit, on_progress=on_progress)

@@ -6,7 +6,8 @@ import dagster as dg
 import pyarrow.parquet as pq
 
 from ocr_assets.definitions import defs
-from ocr_assets.defs.resources import default_resources
+from ocr_assets.defs.assets import ENGINE_TAG
+from ocr_assets.defs.resources import LocalInferenceResource, SettingsResource, default_resources
 from ocr_assets.pipeline import open_store
 from tests.defs.support import Corpus, write_corpus, write_settings
 
@@ -128,6 +129,32 @@ def test_two_books_materialize_through_gemini_batches_on_the_emulator(corpus: Co
     assert sorted(e.key for e in sent) == sorted(r.key for r in store.records())  # none sent twice
 
 
+def test_page_ocr_runs_the_engine_its_run_config_names_with_the_local_resource_overrides(
+    corpus: Corpus, instance, monkeypatch
+) -> None:
+    import shutil
+
+    from tests.fixtures.services import require_or_skip
+
+    require_or_skip(shutil.which("tesseract") is not None, "the tesseract program is not installed")
+    monkeypatch.setenv("OCR_ASSETS_ENGINE", "gemini-batch")  # the settings say batch, with no key: it could not run
+    monkeypatch.delenv("GEMINI_API_KEY", raising=False)
+    assert materialize(instance, ["corpus_plan"]).success
+    book = "CA:Lincoln High:1901"
+    resources = {**default_resources(), "local_inference": LocalInferenceResource(settings=SettingsResource(),
+                                                                                  engine="tesseract")}
+    result = dg.materialize([*defs.assets, *defs.asset_checks], selection=["page_ocr"], instance=instance,
+                            resources=resources, partition_key=book, raise_on_error=False,
+                            run_config={"ops": {"page_ocr": {"config": {"engine": "local"}}}})
+    assert result.success
+    assert instance.get_run_by_id(result.run_id).tags[ENGINE_TAG] == "local"
+    store = open_store(corpus.settings)
+    assert {b.engine for b in store.batches()} == {"local-tesseract"}  # the resource's local.engine override
+    assert {(r.status, r.engine) for r in store.records(book=book)} == {("SUCCESS", "local-tesseract")}
+    assert any("local (tesseract on cpu): 1 book(s)" in e.message for e in instance.all_logs(result.run_id)
+               if e.message)
+
+
 def test_a_partition_not_in_the_plan_fails_with_book_not_in_the_plan(corpus: Corpus, instance) -> None:
     assert materialize(instance, ["corpus_plan"]).success
     instance.add_dynamic_partitions("books", ["TX:nowhere:1900"])  # added by hand: a typo
@@ -187,7 +214,8 @@ GEMINI_JOB_SCRIPT = """
 import json, sys
 import dagster as dg
 from ocr_assets.definitions import defs
-from ocr_assets.defs.resources import default_resources
+from ocr_assets.defs.assets import ENGINE_TAG
+from ocr_assets.defs.resources import LocalInferenceResource, SettingsResource, default_resources
 with dg.instance_for_test() as instance:
     assert dg.materialize(defs.assets, selection=["corpus_plan"], instance=instance,
                           resources=default_resources()).success

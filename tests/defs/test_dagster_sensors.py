@@ -9,6 +9,7 @@ import pytest
 from ocr_assets.definitions import defs
 from ocr_assets.defs.jobs import batch_metadata
 from ocr_assets.defs.sensors import batch_poll_sensor, batch_submit_sensor, book_discovery_sensor
+from ocr_assets.engines.gemini.batch import IntegrityReport
 from ocr_assets.pipeline import open_store
 from ocr_assets.plan import build_plan
 from ocr_assets.store import BatchState, ClaimItem, RecordStatus
@@ -208,8 +209,8 @@ def test_a_batch_with_too_few_results_raises_an_alert_in_the_ingest_metadata(cor
     store.claim("gb-alert", [ClaimItem(key=head.key, batch_index=0, prompt_name="page_ocr",
                                                 prompt_version="v1.1", prompt_vars_hash="h")], engine="gemini-batch", model="m")
     alert = "batch gb-alert: only 0/1 records have a result line"
-    store.set_batch_state("gb-alert", BatchState.INGESTED, detail={"integrity": {
-        "submitted": 1, "parsed": 0, "missing_count": 1, "alert": alert}})
+    integrity = IntegrityReport(batch_id="gb-alert", submitted=1, parsed=0, missing_count=1, alert=alert)
+    store.set_batch_state("gb-alert", BatchState.INGESTED, detail={"integrity": integrity.model_dump(mode="json")})
     metadata = batch_metadata(dg.build_op_context(), store, "gb-alert")
     assert metadata["ALERT"] == alert
     assert (metadata["integrity_submitted"], metadata["integrity_missing_count"]) == (1, 1)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -18,7 +18,7 @@ from ocr_assets.engines.gemini.lifecycle import BatchDetail, spool_path
 from ocr_assets.engines.gemini.poll import poll_batches, stuck_batches
 from ocr_assets.engines.gemini.submit import SubmitReport, submit_wave
 from ocr_assets.page_requests import ContextProvider
-from ocr_assets.pipeline import Pipeline
+from ocr_assets.pipeline import Pipeline, Progress, ProgressCallback
 from ocr_assets.store import BatchState
 
 log = logging.getLogger(__name__)
@@ -28,22 +28,6 @@ class BatchRunStopped(GeminiCallError):
     """The API kept failing tick after tick (each call already retried with backoff): `run --batch`
     stops rather than loop. Records of a SUBMITTING batch stay claimed (never resent) and a later run
     recovers them; records whose upload failed were put back as they were."""
-
-
-class RunProgress(BaseModel):
-    """One tick of `run_batches`, for progress displays."""
-
-    tick: int
-    terminal: int
-    total: int
-    active_batches: int
-    submitted_batches: int
-    ingested_batches: int
-    cost_usd: float
-    alerts: list[str] = Field(default_factory=list)
-    stuck: list[str] = Field(default_factory=list)
-    elapsed_s: float = 0.0
-    failures: int = 0  # failed record attempts so far (retryable + fatal)
 
 
 class BatchRunSummary(BaseModel):
@@ -61,7 +45,6 @@ class BatchRunSummary(BaseModel):
     unfinished: int = 0
     stopped: str = "done"
     elapsed_s: float = 0.0
-
 
 
 # -- operator actions ----------------------------------------------------------------------------
@@ -100,11 +83,6 @@ def batch_status(pipeline: Pipeline, batch_id: str) -> dict[str, Any]:
 # -- the loop ------------------------------------------------------------------------------------
 
 
-def _progress(pipeline: Pipeline, books: Sequence[str] | None) -> tuple[int, int, float]:
-    progress = pipeline.store.progress(books)
-    return progress.terminal, progress.total, progress.cost_usd
-
-
 def run_batches(
     pipeline: Pipeline,
     client: GeminiBatchClient,
@@ -113,12 +91,15 @@ def run_batches(
     poll_interval: float | None = None,
     limit: int | None = None,
     provider: ContextProvider | None = None,
-    on_tick: Callable[[RunProgress], None] | None = None,
+    on_progress: ProgressCallback | None = None,
     max_idle_ticks: int = 20,
     timeout_s: float | None = None,
 ) -> BatchRunSummary:
     """Submit / poll / ingest until every selected record is terminal, keeping up to
-    `max_concurrent_batches` in flight and building cross-book waves as pages unlock."""
+    `max_concurrent_batches` in flight and building cross-book waves as pages unlock.
+
+    `on_progress` gets a `Progress` after every tick: `done` of the pages unfinished when the run started
+    (at most `limit`), with the batch counts."""
     settings = pipeline.settings
     interval = settings.execution.poll_interval_seconds if poll_interval is None else poll_interval
     if provider is None:
@@ -127,6 +108,8 @@ def run_batches(
     pipeline.recover_orphans()
     store = pipeline.store
     start = time.monotonic()
+    unfinished_at_start = store.unfinished_count(books) if on_progress is not None else 0
+    goal = unfinished_at_start if limit is None else min(unfinished_at_start, limit)
     idle = 0
     submitted_records = 0
     # Consecutive ticks whose SUBMITTING lookup, or whose every submit, failed.
@@ -170,15 +153,16 @@ def run_batches(
             summary.submitted += wave.batches + wave.resubmitted
             summary.held += len(wave.held)
             in_flight = len(active) + len(wave.batches)
-            terminal, total, cost_so_far = _progress(pipeline, books)
-            summary.unfinished = total - terminal
-            if on_tick is not None:
-                on_tick(RunProgress(
-                    tick=summary.ticks, terminal=terminal, total=total, active_batches=in_flight,
-                    submitted_batches=len(summary.submitted), ingested_batches=len(summary.ingested),
-                    cost_usd=cost_so_far, alerts=list(summary.alerts),
+            progress = store.progress(books)
+            summary.unfinished = progress.total - progress.terminal
+            if on_progress is not None:
+                on_progress(Progress(
+                    done=min(goal, max(0, unfinished_at_start - summary.unfinished)), total=goal,
+                    failures=summary.retryable + summary.fatal, elapsed_s=time.monotonic() - start,
+                    alerts=list(summary.alerts), cost_usd=progress.cost_usd, tick=summary.ticks,
+                    active_batches=in_flight, submitted_batches=len(summary.submitted),
+                    ingested_batches=len(summary.ingested),
                     stuck=[b.batch_id for b in stuck_batches(pipeline, active=active)],
-                    elapsed_s=time.monotonic() - start, failures=summary.retryable + summary.fatal,
                 ))
             if summary.unfinished == 0:
                 summary.stopped = "done"

@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
@@ -30,10 +30,9 @@ from ocr_assets.engines.local.devices import free_memory_bytes, resolve_devices
 from ocr_assets.engines.local.estimate import DryRunEstimate, PeakRss, extrapolate
 from ocr_assets.engines.local.prefetch import PreparedPage, prefetch_batches, prepare_page
 from ocr_assets.schema import ErrorClass
+from ocr_assets.settings import LocalEngineName
 
 log = logging.getLogger(__name__)
-
-EngineKind = Literal["rapidocr", "tesseract", "transformers"]
 
 
 def split_evenly(count: int, parts: int) -> list[range]:
@@ -56,7 +55,7 @@ class LocalInference(BaseModel):
 
     device: str | list[str] = "auto"
     batch_size: BatchSizeSpec = "auto"
-    engine: EngineKind = "rapidocr"
+    engine: LocalEngineName = "rapidocr"
     model_dir: Path | None = None
     max_side: int = Field(2000, ge=256, le=10_000)
     prefetch_workers: int = Field(2, ge=1, le=32)

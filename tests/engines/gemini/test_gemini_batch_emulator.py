@@ -394,7 +394,7 @@ def test_the_token_cap_is_never_exceeded_stays_90pct_full_and_429s_cost_no_attem
         levels.append((events[-1].seq, events[-1].enqueued_tokens) if events else (0, 0))
         server.advance_clock(latency)  # what is in flight finishes before the next tick polls
 
-    summary = run_batches(pipeline, client, poll_interval=0.01, on_tick=on_tick, timeout_s=120)
+    summary = run_batches(pipeline, client, poll_interval=0.01, on_progress=on_tick, timeout_s=120)
     assert summary.stopped == "done", summary
     assert summary.elapsed_s < 60  # no held batch sat out its 60 s backoff while ours had finished
     events = server.state.events

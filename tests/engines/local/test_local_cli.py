@@ -114,6 +114,19 @@ def test_a_second_run_resumes_from_the_store_and_skips_success_pages(corpus) -> 
     assert third.exit_code == 1  # still not every record SUCCESS
 
 
+def test_local_run_uses_the_local_engine_its_options_name_whatever_the_settings_engine(corpus) -> None:
+    _root, config, seen = corpus
+    data = yaml.safe_load(config.read_text())
+    config.write_text(yaml.safe_dump({**data, "engine": "gemini-batch"}))  # no key: Gemini would fail at once
+    result = runner.invoke(app, ["local", "run", "--config", str(config), "--engine", "tesseract", "--book",
+                                 "MA:alpha:1901"])
+    assert result.exit_code == 0, result.output
+    store = open_store(load_settings(config))
+    assert {b.engine for b in store.batches()} == {"local-tesseract"}  # the spec's label, not the file's engine
+    assert {r.engine for r in store.records(book="MA:alpha:1901")} == {"local-tesseract"}
+    assert len(seen) == 3
+
+
 def test_dry_run_times_one_page_and_changes_nothing(corpus) -> None:
     _root, config, seen = corpus
     result = runner.invoke(app, ["local", "run", "--config", str(config), "--dry-run"])

@@ -1,0 +1,92 @@
+"""`engines.factory`: the one driver runs the engine its `EngineSpec` names and reports one `Progress` type."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ocr_assets.core import resolve_engine
+from ocr_assets.engines.factory import EngineUnavailable, drive, make_sync_engine
+from ocr_assets.engines.gemini.realtime import GeminiRealtimeEngine
+from ocr_assets.pipeline import Pipeline, Progress
+from ocr_assets.plan import build_plan
+from ocr_assets.settings import Settings
+from tests.fixtures.corpus import REPO_ROOT, write_book
+
+BOOKS = {"ny:alpha:1900": [1, 2], "ca:beta:1910": [1]}
+
+
+def planned(root: Path, **settings: object) -> Pipeline:
+    for book, pages in BOOKS.items():
+        write_book(root, book, images=pages, allow=pages)
+    config = Settings.model_validate({
+        "paths": {"images_root": root / "images", "allow_list_root": root / "allow_list",
+                  "output_root": root / "output", "database": root / "state" / "store.duckdb"},
+        "prompt": {"registry_dir": REPO_ROOT / "prompts"},
+        "execution": {"poll_interval_seconds": 0.05}, **settings,
+    })
+    pipeline = Pipeline(config)
+    build_plan(pipeline.store, config.paths.images_root, config.paths.allow_list_root)
+    return pipeline
+
+
+def test_drive_runs_the_spec_it_is_given_not_the_settings_engine(tmp_path: Path) -> None:
+    pipeline = planned(tmp_path, engine="gemini-batch")  # no key anywhere: a Gemini engine could not start
+    progress: list[Progress] = []
+    summary = drive(pipeline, resolve_engine(pipeline.settings, "local"), on_progress=progress.append)
+    assert summary.succeeded == 3
+    assert {b.engine for b in pipeline.store.batches()} == {"local-rapidocr"}
+    assert progress and all(type(p) is Progress for p in progress)
+    assert (progress[-1].done, progress[-1].total) == (3, 3)
+
+
+def test_drive_without_a_spec_resolves_the_settings_engine(tmp_path: Path) -> None:
+    pipeline = planned(tmp_path, engine="gemini-batch")
+    with pytest.raises(EngineUnavailable, match="GEMINI_API_KEY"):  # batch, from the settings: needs a key
+        drive(pipeline)
+    assert pipeline.store.status_counts() == {"PENDING": 3}  # stopped before any record was claimed
+
+
+def test_an_engine_other_than_the_spec_names_is_refused_before_any_claim(tmp_path: Path) -> None:
+    pipeline = planned(tmp_path)
+    spec = resolve_engine(pipeline.settings, "local", engine="tesseract")
+    other = make_sync_engine(pipeline.settings, resolve_engine(pipeline.settings, "local"))  # rapidocr, not loaded
+    with pytest.raises(ValueError, match="'local-rapidocr' but the run's engine is 'local-tesseract'"):
+        drive(pipeline, spec, sync_engine=other)
+    assert pipeline.store.status_counts() == {"PENDING": 3}
+
+
+def test_the_batch_loop_reports_the_same_progress_type_with_its_batch_counts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, gemini_emulator  # noqa: F811
+) -> None:
+    server = gemini_emulator(batch_latency_s=0.1)
+    monkeypatch.setenv("GEMINI_API_KEY", "emulator-key")
+    pipeline = planned(tmp_path, gemini={"base_url": server.url})
+    progress: list[Progress] = []
+    spec = resolve_engine(pipeline.settings, "gemini-batch")  # the settings say local
+    summary = drive(pipeline, spec, on_progress=progress.append)
+    assert summary.succeeded == 3 and {b.engine for b in pipeline.store.batches()} == {"gemini-batch"}
+    assert all(type(p) is Progress for p in progress)
+    last = progress[-1]
+    assert (last.done, last.total, last.active_batches) == (3, 3, 0)
+    assert last.submitted_batches == last.ingested_batches == 2  # page 2 waits for page 1: two waves
+    assert [p.tick for p in progress] == list(range(1, len(progress) + 1))
+    assert all(a.done <= b.done for a, b in zip(progress, progress[1:], strict=False))
+
+
+def test_a_realtime_spec_builds_the_realtime_engine_with_the_settings_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GEMINI_API_KEY", "emulator-key")
+    settings = Settings(engine="local")
+    engine = make_sync_engine(settings, resolve_engine(settings, "gemini-realtime"))
+    assert isinstance(engine, GeminiRealtimeEngine) and engine.name == "gemini-realtime"
+
+
+def test_a_local_model_that_cannot_load_stops_drive_before_any_record_is_claimed(tmp_path: Path) -> None:
+    pipeline = planned(tmp_path)
+    spec = resolve_engine(pipeline.settings, "local", engine="transformers", model_dir=tmp_path / "no-model")
+    with pytest.raises(EngineUnavailable, match="no model at"):  # one clear line in `run`, not a traceback
+        drive(pipeline, spec)
+    assert pipeline.store.status_counts() == {"PENDING": 3}
