@@ -43,7 +43,12 @@ def render_output(result: OcrPageResult) -> bytes:
 
 def render_text(result: OcrPageResult) -> str:
     """The canonical text of a page output (what `render_output` encodes)."""
-    return result.to_json() + "\n"
+    return file_text(result.to_json())
+
+
+def file_text(page_json: str) -> str:
+    """An output file's text from a page's `to_json()` (what `PageSuccess.output` holds)."""
+    return page_json + "\n"
 
 
 def write_output(output_root: Path, key: str, result: OcrPageResult) -> tuple[Path, str]:
@@ -61,12 +66,13 @@ class WrittenOutput(NamedTuple):
 
 
 def write_outputs(
-    output_root: Path, items: Iterable[tuple[str, OcrPageResult]], *, workers: int = 16
+    output_root: Path, items: Iterable[tuple[str, str]], *, workers: int = 16
 ) -> dict[str, WrittenOutput]:
-    """Render and write many outputs atomically and durably, paying for durability once per batch.
+    """Write many outputs (key, the page's `to_json()`) atomically and durably, paying for durability
+    once per batch.
 
-    Each output is rendered here (once) and handed to a thread pool that writes and fsyncs it to a
-    temp file, so rendering overlaps the flushes and the disk overlaps concurrent fsyncs. Only when
+    Each output is handed to a thread pool that writes and fsyncs it to a temp file, so the disk
+    overlaps concurrent fsyncs. Only when
     every temp is durable are they renamed into place, and then each folder is fsynced once so the
     renames survive a crash too. A reader sees the old file or the new one, never a partial one.
     """
@@ -74,8 +80,8 @@ def write_outputs(
     folders: set[Path] = set()
     try:
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="outputs") as pool:
-            for key, result in items:
-                text = render_text(result)
+            for key, page_json in items:
+                text = file_text(page_json)
                 path = output_path(output_root, key)
                 if path.parent not in folders:
                     path.parent.mkdir(parents=True, exist_ok=True)

@@ -238,7 +238,7 @@ class Pipeline:
         generation = self.settings.model.generation.model_dump()
         written = write_outputs(
             self.settings.paths.output_root,
-            ((key, o.result) for key, o in answered.items() if key in running and isinstance(o, PageSuccess)),
+            ((key, o.output) for key, o in answered.items() if key in running and isinstance(o, PageSuccess)),
         )
         records: list[RecordOutcome] = []
         for key, outcome in answered.items():

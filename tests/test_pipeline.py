@@ -147,7 +147,7 @@ def test_writing_outputs_sweeps_temp_files_a_killed_writer_left_but_not_fresh_on
     os.utime(keep, (old, old))
     request = PageRequest(key=key, book="CA:ucla:1900", page=3, image_path=tmp_path / "3.jpg", prompt="p",
                           prompt_identity={"name": "page_ocr", "version": "v1.1", "vars_hash": "h"})
-    written = write_outputs(root, [(key, _result(request))])
+    written = write_outputs(root, [(key, _result(request).to_json())])
     assert read_output(written[key].path).page_info.page_number == 3
     assert not stale.exists() and fresh.exists() and keep.exists()
     assert sorted(p.name for p in folder.iterdir()) == sorted([".4.json.in-flight.tmp", ".notes.txt", "3.json"])
