@@ -10,7 +10,13 @@ import pytest
 from PIL import Image
 
 from ocr_assets.core import PageSuccess
-from ocr_assets.engines.local.rapidocr_engine import RapidOcrBackend, RapidOcrTuning, detector_input, keep_turned
+from ocr_assets.engines.local.rapidocr_engine import (
+    RapidOcrBackend,
+    RapidOcrTuning,
+    detector_input,
+    keep_turned,
+    pad_width,
+)
 from ocr_assets.engines.local.runner import LocalInference
 from ocr_assets.engines.local.layout import reading_order
 from ocr_assets.engines.local.spacing import DecodedLine
@@ -153,3 +159,37 @@ def test_line_boxes_found_on_the_shrunk_page_are_in_page_pixels(tmp_path: Path) 
     assert 20 <= first.x0 <= 60 and first.y0 < 40 < first.y1  # render_lines draws at (40, 30)
     assert first.x1 > 1000 and second.y0 > first.y1  # beyond 960: not in the shrunk image's pixels
     assert cer("\n".join(ORIENTATION_LINES), f"{first.text}\n{second.text}") < 0.05
+
+
+def test_recogniser_batches_are_padded_to_the_width_step_with_what_rapidocr_pads() -> None:
+    batch = np.ones((1, 3, 48, 330), dtype=np.float32)
+    padded = pad_width(batch, 32)
+    assert padded.shape == (1, 3, 48, 352)
+    assert np.array_equal(padded[..., :330], batch) and not padded[..., 330:].any()
+    assert pad_width(padded, 32) is padded  # already a multiple: untouched
+
+
+@pytest.mark.parametrize("precision", ["f32", "auto"])
+def test_openvino_reads_a_rendered_page_as_onnx_runtime_does(tmp_path: Path, precision: str) -> None:
+    path = render_lines(tmp_path / "page.png", LINES, size=(1000, 330))
+    image = Image.open(path).convert("RGB")
+    readings = {}
+    for runtime in ("onnxruntime", "openvino"):
+        backend = RapidOcrBackend(parallel_pages=1, threads_per_page=1,
+                                  tuning=RapidOcrTuning(runtime=runtime, precision=precision))
+        readings[runtime] = _texts(backend.recognise(image))
+        backend.close()
+    assert cer("\n".join(LINES), "\n".join(readings["openvino"])) < 0.02, readings
+    if precision == "f32":  # same models, same arithmetic: the same reading
+        assert readings["openvino"] == readings["onnxruntime"]
+
+
+def test_the_default_runtime_is_openvino_and_onnx_runtime_stays_selectable() -> None:
+    from ocr_assets.engines.local.rapidocr_engine import OpenVinoSession
+
+    default = RapidOcrBackend(parallel_pages=1, threads_per_page=1)
+    pipeline = default._pipelines.get()
+    assert isinstance(pipeline.text_rec.session, OpenVinoSession)
+    assert isinstance(pipeline.text_det.infer, OpenVinoSession)
+    ort = RapidOcrBackend(parallel_pages=1, threads_per_page=1, tuning=RapidOcrTuning(runtime="onnxruntime"))
+    assert not isinstance(ort._pipelines.get().text_rec.session, OpenVinoSession)
