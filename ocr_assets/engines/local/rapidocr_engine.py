@@ -78,6 +78,9 @@ class OpenVinoSession:
             config["INFERENCE_PRECISION_HINT"] = precision
         compiled = core.compile_model(core.read_model(model_path), "CPU", config)
         self._request = compiled.create_infer_request()
+        # OpenVINO's numpy bridge initialises itself on first use, and two pipelines' threads doing
+        # that at once deadlocked (pybind11's call-once, seen in a Ray actor): do it here, serially.
+        _ = openvino.Tensor(np.zeros(1, dtype=np.float32)).data
 
     def __call__(self, batch: np.ndarray) -> list[np.ndarray]:
         return [self._request.infer({0: batch})[0].copy()]
@@ -122,7 +125,7 @@ def pad_width(batch: np.ndarray, step: int) -> np.ndarray:
 
 
 def default_parallelism(cores: int | None = None) -> tuple[int, int]:
-    """(pages in parallel, ONNX Runtime threads per page) for this many cores.
+    """(pages in parallel, runtime threads per page) for this many cores.
 
     PP-OCR's recogniser runs many small inferences with Python between them, so intra-op threads
     scale poorly; one single-threaded pipeline per core keeps every core busy instead.

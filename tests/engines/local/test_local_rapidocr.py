@@ -193,3 +193,33 @@ def test_the_default_runtime_is_openvino_and_onnx_runtime_stays_selectable() -> 
     assert isinstance(pipeline.text_det.infer, OpenVinoSession)
     ort = RapidOcrBackend(parallel_pages=1, threads_per_page=1, tuning=RapidOcrTuning(runtime="onnxruntime"))
     assert not isinstance(ort._pipelines.get().text_rec.session, OpenVinoSession)
+
+
+_FIRST_CALLS_AT_ONCE = """
+import sys, threading
+import numpy as np
+from ocr_assets.engines.local.rapidocr_engine import RapidOcrBackend
+backend = RapidOcrBackend(parallel_pages=2, threads_per_page=1)
+pipelines = [backend._pipelines.get(), backend._pipelines.get()]
+start = threading.Barrier(2)
+def first_call(pipeline):
+    start.wait()
+    pipeline.text_det.infer(np.zeros((1, 3, 64, 64), dtype=np.float32))
+threads = [threading.Thread(target=first_call, args=(p,), daemon=True) for p in pipelines]
+for thread in threads:
+    thread.start()
+for thread in threads:
+    thread.join(60)
+sys.exit(1 if any(thread.is_alive() for thread in threads) else 0)
+"""
+
+
+@pytest.mark.parametrize("attempt", range(3))
+def test_two_pipelines_calling_openvino_first_at_once_do_not_deadlock(attempt: int) -> None:
+    # A fresh process each time: the deadlock (OpenVINO's numpy bridge initialised by two threads at
+    # once) could only happen on a process's first inference; it hung ~1 in 12 such starts on one core.
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", _FIRST_CALLS_AT_ONCE], timeout=120, cwd=Path(__file__).parents[3])
+    assert done.returncode == 0
