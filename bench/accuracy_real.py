@@ -14,7 +14,7 @@ On a page whose ground truth lists no course, every extracted course is a false 
 Engines: `rapidocr` (the default tuning), `rapidocr-1.4.4` (RapidOCR's own stages: full-resolution
 detection and its 0/180 classifier, as before issue 18), `tesseract` (needs `apt-get install
 tesseract-ocr`), `transformers` (only with a CUDA device and `--model-dir`; skipped otherwise), and
-RapidOCR variants given as `--variant NAME=det:960,orientation:verify,rec:40`.
+RapidOCR variants given as `--variant NAME=det:960,orientation:verify,rec:40,runtime:onnxruntime,precision:f32`.
 
     python bench/accuracy_real.py [--corpus ../shared/realpages_dev] [--engines rapidocr,tesseract] [--limit N]
 """
@@ -83,13 +83,17 @@ def parse_variant(spec: str):
     from ocr_assets.engines.local.rapidocr_engine import RapidOcrTuning
 
     name, _, options = spec.partition("=")
-    fields = {"det": "det_side", "orientation": "orientation", "rec": "rec_height"}
+    fields = {"det": "det_side", "orientation": "orientation", "rec": "rec_height", "runtime": "runtime",
+              "precision": "precision"}
     values: dict[str, object] = {}
     for option in filter(None, options.split(",")):
         key, _, value = option.partition(":")
         if key not in fields:
-            raise SystemExit(f"unknown variant option {key!r} (det, orientation, rec)")
-        values[fields[key]] = value if key == "orientation" else (None if value == "full" else int(value))
+            raise SystemExit(f"unknown variant option {key!r} ({', '.join(fields)})")
+        if key in ("orientation", "runtime", "precision"):
+            values[fields[key]] = value
+        else:
+            values[fields[key]] = None if value == "full" else int(value)
     return name.strip(), RapidOcrTuning(**values)
 
 

@@ -6,7 +6,7 @@ Three ways over the same page images, each warmed up on one page first (model lo
 - `naive, our decoding`: our RapidOCR backend (with word-space recovery), one page at a time, one
   pipeline using every core — the same OCR work as the engine, without its execution strategy;
 - `pipelined`: `LocalInference(device="cpu").infer(...)` — images decoded on background threads
-  while the model works, one single-threaded ONNX Runtime pipeline per core with pages in flight
+  while the model works, one single-threaded pipeline (OpenVINO by default) per core with pages in flight
   in parallel, each line crop recognised in its own call (faster than batches of crops there).
 
 The runs are interleaved for `--rounds` rounds and each figure is the median round (the best
@@ -142,7 +142,7 @@ def main() -> None:
                for name in runners},
             "speedup vs naive rapidocr": f"{speedup:.2f}× (target ≥ 1.5×)" + ("" if speedup >= 1.5 else " — NOT met"),
             "speedup vs naive, same decoding": f"{median['pipelined'] / median['naive, our decoding']:.2f}×",
-            "pipelined setup": f"{parallel} pages in flight × {threads} ONNX Runtime thread(s), one line crop "
+            "pipelined setup": f"{parallel} pages in flight × {threads} runtime thread(s), one line crop "
                                f"per recogniser call, images decoded ahead on background threads",
             "GPU (transformers VLM) pages/s": gpu,
             "load average before / after": f"{load_before} / {load_average()}",

@@ -22,6 +22,8 @@ REPO = Path(__file__).resolve().parents[1]
         ("fast=det:736,rec:40", "fast", RapidOcrTuning(det_side=736, rec_height=40)),
         ("full=det:full,orientation:classifier", "full", RapidOcrTuning(det_side=None, orientation="classifier")),
         ("plain=", "plain", RapidOcrTuning()),
+        ("ort=runtime:onnxruntime", "ort", RapidOcrTuning(runtime="onnxruntime")),
+        ("exact=precision:f32", "exact", RapidOcrTuning(precision="f32")),
     ],
 )
 def test_variants_name_a_rapidocr_tuning(spec: str, name: str, tuning: RapidOcrTuning) -> None:

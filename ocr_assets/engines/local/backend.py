@@ -6,6 +6,7 @@ import json
 import time
 import traceback
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Protocol
 
 from PIL import Image
@@ -14,6 +15,7 @@ from ocr_assets.core import PageFailure, PageOutcome, PageSuccess
 from ocr_assets.engines.local.batching import SafeRange
 from ocr_assets.engines.local.course_extractor import extract_page
 from ocr_assets.engines.local.layout import OcrLine, raw_ocr_from_layout, reading_order
+from ocr_assets.engines.local.old_print import fix_old_print
 from ocr_assets.engines.local.prefetch import PreparedPage
 from ocr_assets.schema import ErrorClass
 
@@ -60,7 +62,8 @@ def page_failure(
 def page_from_lines(
     page: PreparedPage, recognise: Callable[[Image.Image], list[OcrLine]], *, model: str
 ) -> PageOutcome:
-    """One page through a line recogniser (RapidOCR, Tesseract), the shared layout and the course extractor.
+    """One page through a line recogniser (RapidOCR, Tesseract), the old-print fixes, the shared layout
+    and the course extractor.
 
     The raw response keeps every line with its box and score; a fault becomes this page's failure.
     """
@@ -70,8 +73,9 @@ def page_from_lines(
     try:
         assert page.image is not None
         lines = [line.scaled(page.scale) for line in recognise(page.image)]
+        # The raw response keeps the recogniser's own reading; layout and extraction see the fixed one.
         raw = json.dumps([[[l.x0, l.y0, l.x1, l.y1], l.text, round(l.score, 4)] for l in lines])
-        layout = reading_order(lines)
+        layout = reading_order([replace(line, text=fix_old_print(line.text)) for line in lines])
         result = extract_page(
             raw_ocr_from_layout(layout), layout.row_texts(), page=request.page,
             previous_context=request.previous_context,

@@ -10,7 +10,13 @@ import pytest
 from PIL import Image
 
 from ocr_assets.core import PageSuccess
-from ocr_assets.engines.local.rapidocr_engine import RapidOcrBackend, RapidOcrTuning, detector_input, keep_turned
+from ocr_assets.engines.local.rapidocr_engine import (
+    RapidOcrBackend,
+    RapidOcrTuning,
+    detector_input,
+    keep_turned,
+    pad_width,
+)
 from ocr_assets.engines.local.runner import LocalInference
 from ocr_assets.engines.local.layout import reading_order
 from ocr_assets.engines.local.spacing import DecodedLine
@@ -153,3 +159,67 @@ def test_line_boxes_found_on_the_shrunk_page_are_in_page_pixels(tmp_path: Path) 
     assert 20 <= first.x0 <= 60 and first.y0 < 40 < first.y1  # render_lines draws at (40, 30)
     assert first.x1 > 1000 and second.y0 > first.y1  # beyond 960: not in the shrunk image's pixels
     assert cer("\n".join(ORIENTATION_LINES), f"{first.text}\n{second.text}") < 0.05
+
+
+def test_recogniser_batches_are_padded_to_the_width_step_with_what_rapidocr_pads() -> None:
+    batch = np.ones((1, 3, 48, 330), dtype=np.float32)
+    padded = pad_width(batch, 32)
+    assert padded.shape == (1, 3, 48, 352)
+    assert np.array_equal(padded[..., :330], batch) and not padded[..., 330:].any()
+    assert pad_width(padded, 32) is padded  # already a multiple: untouched
+
+
+@pytest.mark.parametrize("precision", ["f32", "auto"])
+def test_openvino_reads_a_rendered_page_as_onnx_runtime_does(tmp_path: Path, precision: str) -> None:
+    path = render_lines(tmp_path / "page.png", LINES, size=(1000, 330))
+    image = Image.open(path).convert("RGB")
+    readings = {}
+    for runtime in ("onnxruntime", "openvino"):
+        backend = RapidOcrBackend(parallel_pages=1, threads_per_page=1,
+                                  tuning=RapidOcrTuning(runtime=runtime, precision=precision))
+        readings[runtime] = _texts(backend.recognise(image))
+        backend.close()
+    assert cer("\n".join(LINES), "\n".join(readings["openvino"])) < 0.02, readings
+    if precision == "f32":  # same models, same arithmetic: the same reading
+        assert readings["openvino"] == readings["onnxruntime"]
+
+
+def test_the_default_runtime_is_openvino_and_onnx_runtime_stays_selectable() -> None:
+    from ocr_assets.engines.local.rapidocr_engine import OpenVinoSession
+
+    default = RapidOcrBackend(parallel_pages=1, threads_per_page=1)
+    pipeline = default._pipelines.get()
+    assert isinstance(pipeline.text_rec.session, OpenVinoSession)
+    assert isinstance(pipeline.text_det.infer, OpenVinoSession)
+    ort = RapidOcrBackend(parallel_pages=1, threads_per_page=1, tuning=RapidOcrTuning(runtime="onnxruntime"))
+    assert not isinstance(ort._pipelines.get().text_rec.session, OpenVinoSession)
+
+
+_FIRST_CALLS_AT_ONCE = """
+import sys, threading
+import numpy as np
+from ocr_assets.engines.local.rapidocr_engine import RapidOcrBackend
+backend = RapidOcrBackend(parallel_pages=2, threads_per_page=1)
+pipelines = [backend._pipelines.get(), backend._pipelines.get()]
+start = threading.Barrier(2)
+def first_call(pipeline):
+    start.wait()
+    pipeline.text_det.infer(np.zeros((1, 3, 64, 64), dtype=np.float32))
+threads = [threading.Thread(target=first_call, args=(p,), daemon=True) for p in pipelines]
+for thread in threads:
+    thread.start()
+for thread in threads:
+    thread.join(60)
+sys.exit(1 if any(thread.is_alive() for thread in threads) else 0)
+"""
+
+
+@pytest.mark.parametrize("attempt", range(3))
+def test_two_pipelines_calling_openvino_first_at_once_do_not_deadlock(attempt: int) -> None:
+    # A fresh process each time: the deadlock (OpenVINO's numpy bridge initialised by two threads at
+    # once) could only happen on a process's first inference; it hung ~1 in 12 such starts on one core.
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", _FIRST_CALLS_AT_ONCE], timeout=120, cwd=Path(__file__).parents[3])
+    assert done.returncode == 0
