@@ -105,7 +105,7 @@ class LocalInference(BaseModel):
     def _resolve_devices(self) -> list[str]:
         if self.engine == "transformers":
             return resolve_devices(self.device)
-        # RapidOCR (ONNX Runtime's CPU build) and Tesseract run on the CPU: a CUDA device would sit idle.
+        # RapidOCR (OpenVINO or ONNX Runtime on the CPU) and Tesseract run on the CPU: a CUDA device would sit idle.
         spec = self.device if isinstance(self.device, str) else ",".join(self.device)
         if spec.strip().lower() not in ("auto", "cpu"):
             log.warning("engine %r runs on the CPU; ignoring device %r", self.engine, spec)
