@@ -72,9 +72,9 @@ def write_outputs(
     once per batch.
 
     Each output is handed to a thread pool that writes and fsyncs it to a temp file, so the disk
-    overlaps concurrent fsyncs. Only when
-    every temp is durable are they renamed into place, and then each folder is fsynced once so the
-    renames survive a crash too. A reader sees the old file or the new one, never a partial one.
+    overlaps concurrent fsyncs. Only when every temp is durable are they renamed into place, and then
+    each folder is fsynced once so the renames survive a crash too. A reader sees the old file or the
+    new one, never a partial one.
     """
     staged: list[tuple[str, Path, str, Future[tuple[str, str]]]] = []
     folders: set[Path] = set()

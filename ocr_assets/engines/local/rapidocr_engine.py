@@ -127,8 +127,9 @@ def pad_width(batch: np.ndarray, step: int) -> np.ndarray:
 def default_parallelism(cores: int | None = None) -> tuple[int, int]:
     """(pages in parallel, runtime threads per page) for this many cores.
 
-    PP-OCR's recogniser runs many small inferences with Python between them, so intra-op threads
-    scale poorly; one single-threaded pipeline per core keeps every core busy instead.
+    PP-OCR's recogniser runs many small inferences with Python between them, so ONNX Runtime's
+    intra-op threads scale poorly; one single-threaded pipeline per core keeps every core busy instead.
+    (OpenVINO's threads do scale: on 2 cores one 2-thread pipeline is as fast, bench/RESULTS.md.)
     """
     cores = cores or os.cpu_count() or 1
     parallel = min(cores, 8)
@@ -136,7 +137,7 @@ def default_parallelism(cores: int | None = None) -> tuple[int, int]:
 
 
 class RapidOcrBackend:
-    """RapidOCR pipelines (one per page in flight), each with its own ONNX Runtime sessions."""
+    """RapidOCR pipelines (one per page in flight), each with its own OpenVINO or ONNX Runtime sessions."""
 
     model = MODEL_NAME
     safe_range = SafeRange(1, 32)
