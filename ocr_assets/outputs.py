@@ -7,7 +7,6 @@ import os
 import tempfile
 import time
 from collections.abc import Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import NamedTuple
 
@@ -59,45 +58,49 @@ def write_output(output_root: Path, key: str, result: OcrPageResult) -> tuple[Pa
     return path, hashlib.sha256(data).hexdigest()
 
 
-class WrittenOutput(NamedTuple):
+class OutputFile(NamedTuple):
+    """One page output to write: where, its canonical text, and the sha256 of its bytes."""
+
+    key: str
     path: Path
+    text: str
     sha256: str
-    text: str  # the canonical text written, for callers that also log the output
+
+    @classmethod
+    def of(cls, output_root: Path, key: str, page_json: str) -> OutputFile:
+        """The output file of a page's `to_json()` (what `PageSuccess.output` holds)."""
+        text = file_text(page_json)
+        return cls(key, output_path(output_root, key), text, hashlib.sha256(text.encode("utf-8")).hexdigest())
 
 
-def write_outputs(
-    output_root: Path, items: Iterable[tuple[str, str]], *, workers: int = 16
-) -> dict[str, WrittenOutput]:
-    """Write many outputs (key, the page's `to_json()`) atomically and durably, paying for durability
-    once per batch.
+def write_outputs(files: Iterable[OutputFile]) -> None:
+    """Write many outputs atomically and durably, paying for durability once per batch.
 
-    Each output is handed to a thread pool that writes and fsyncs it to a temp file, so the disk
-    overlaps concurrent fsyncs. Only when every temp is durable are they renamed into place, and then
-    each folder is fsynced once so the renames survive a crash too. A reader sees the old file or the
-    new one, never a partial one.
+    Every output goes to a temp file beside its target; one `sync_to_disk` then makes them all
+    durable (an fsync per file is a device flush per file), and only then are they renamed into
+    place, each folder fsynced once so the renames survive a crash too. A reader sees the old file
+    or the new one, never a partial one.
     """
-    staged: list[tuple[str, Path, str, Future[tuple[str, str]]]] = []
+    staged: list[tuple[Path, Path]] = []  # (temp, target) not renamed yet
     folders: set[Path] = set()
     try:
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="outputs") as pool:
-            for key, page_json in items:
-                text = file_text(page_json)
-                path = output_path(output_root, key)
-                if path.parent not in folders:
-                    path.parent.mkdir(parents=True, exist_ok=True)
-                    sweep_stale_temps(path.parent)
-                    folders.add(path.parent)
-                staged.append((key, path, text, pool.submit(_stage, path, text.encode("utf-8"))))
-        for _, path, _, future in staged:
-            os.replace(future.result()[0], path)
+        for file in files:
+            if file.path.parent not in folders:
+                file.path.parent.mkdir(parents=True, exist_ok=True)
+                sweep_stale_temps(file.path.parent)
+                folders.add(file.path.parent)
+            staged.append((Path(_write_temp(file.path, file.text.encode("utf-8"), durable=False)), file.path))
+        if staged:
+            sync_to_disk()
+        while staged:
+            os.replace(*staged[-1])
+            staged.pop()
     except BaseException:
-        for *_, future in staged:  # the pool is shut down: every future is done
-            if future.exception() is None:
-                Path(future.result()[0]).unlink(missing_ok=True)  # gone already if renamed
+        for tmp, _ in staged:  # never an output: only litter
+            tmp.unlink(missing_ok=True)
         raise
     for folder in folders:
         fsync_dir(folder)
-    return {key: WrittenOutput(path, future.result()[1], text) for key, path, text, future in staged}
 
 
 # A temp file is written, fsynced and renamed within a second; one this old was left by a killed
@@ -125,23 +128,29 @@ def sweep_stale_temps(folder: Path, *, older_than_s: float = STALE_TEMP_S) -> in
     return removed
 
 
-def _write_temp(path: Path, data: bytes) -> str:
-    """Write `data` durably to a new temp file beside `path` (named so a sweep can find it); its path."""
+def _write_temp(path: Path, data: bytes, *, durable: bool = True) -> str:
+    """Write `data` to a new temp file beside `path` (named so a sweep can find it), fsynced unless
+    the caller syncs many at once; its path."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
+            if durable:
+                fh.flush()
+                os.fsync(fh.fileno())
     except BaseException:
         os.unlink(tmp)
         raise
     return tmp
 
 
-def _stage(path: Path, data: bytes) -> tuple[str, str]:
-    """A durable temp file for `path`: (temp path, sha256 of data)."""
-    return _write_temp(path, data), hashlib.sha256(data).hexdigest()  # hashing a large buffer releases the GIL
+def sync_to_disk() -> None:
+    """Make every file written so far durable, with one flush of the device.
+
+    Linux's `sync` waits until the data is on disk; it also flushes other programs' pending writes,
+    which is what one flush per batch costs instead of one per file.
+    """
+    os.sync()
 
 
 def fsync_dir(folder: Path) -> None:

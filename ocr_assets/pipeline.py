@@ -29,7 +29,7 @@ from ocr_assets.core import (
     PromptIdentity,
     SyncEngine,
 )
-from ocr_assets.outputs import write_outputs
+from ocr_assets.outputs import OutputFile, write_outputs
 from ocr_assets.page_requests import ContextProvider, UpstreamOutputContext, build_page_requests, placeholder_request
 from ocr_assets.pricing import cost, realtime_cost
 from ocr_assets.prompts import PromptRegistry
@@ -219,13 +219,13 @@ class Pipeline:
         pricing_mode: PricingMode,
         model: str | None = None,
     ) -> ApplySummary:
-        """Write outputs of the records still RUNNING in `batch_id`, then apply all in one transaction.
+        """Apply the outcomes in one transaction, writing the outputs of the records still RUNNING in
+        `batch_id` before their state changes (`RecordStore.apply_outcomes`).
 
         Requests without an outcome come back as retryable `missing_result` failures.
         """
         model = model or self.settings.model.name
         by_key = {r.key: r for r in requests}
-        running = self.store.running_keys(batch_id)
         answered: dict[str, PageOutcome] = {}
         for outcome in outcomes:
             answered.setdefault(outcome.key, outcome)
@@ -236,14 +236,11 @@ class Pipeline:
                     message="the engine returned no result for this record",
                 )
         generation = self.settings.model.generation.model_dump()
-        written = write_outputs(
-            self.settings.paths.output_root,
-            ((key, o.output) for key, o in answered.items() if key in running and isinstance(o, PageSuccess)),
-        )
+        output_root = self.settings.paths.output_root
+        files = {key: OutputFile.of(output_root, key, o.output)
+                 for key, o in answered.items() if isinstance(o, PageSuccess)}
         records: list[RecordOutcome] = []
         for key, outcome in answered.items():
-            if key not in running:
-                continue  # stale or replayed: the store would ignore it; never overwrite outputs
             request = by_key.get(key)
             billed = cost(outcome.usage, self.settings.model, pricing_mode)
             list_price = 0.0 if pricing_mode == "local" else realtime_cost(outcome.usage, self.settings.model)
@@ -259,7 +256,7 @@ class Pipeline:
                 generation_config={**generation, "context_source": request.context_source} if request else generation,
             )
             if isinstance(outcome, PageSuccess):
-                output = written[key]  # rendered once: the logged JSON is the text on disk
+                output = files[key]  # rendered once: the logged JSON is the text on disk
                 records.append(
                     RecordOutcome(success=True, output_path=str(output.path), output_sha256=output.sha256,
                                   output_json=output.text, **common)
@@ -269,7 +266,9 @@ class Pipeline:
                     RecordOutcome(success=False, error_class=str(outcome.error_class), error_type=outcome.error_type,
                                   message=outcome.message, traceback=outcome.traceback, **common)
                 )
-        summary = self.store.apply_outcomes(batch_id, records)
+        summary = self.store.apply_outcomes(
+            batch_id, records, before_write=lambda keys: write_outputs(files[k] for k in keys if k in files),
+        )
         if self.tracker.enabled:  # the events re-parse every output: only build them for a live tracker
             applied = set(summary.applied)
             events = [self._event(rec, batch_id, by_key.get(rec.key)) for rec in records if rec.key in applied]

@@ -128,31 +128,6 @@ def test_a_dead_runs_claimed_records_are_recovered(tmp_path: Path) -> None:
     assert row.status == RecordStatus.RETRYABLE_FAILURE and row.attempts == 1
 
 
-def test_writing_outputs_sweeps_temp_files_a_killed_writer_left_but_not_fresh_ones(tmp_path: Path) -> None:
-    import os
-    import time
-
-    from ocr_assets.outputs import STALE_TEMP_S, output_path, write_outputs
-
-    root = tmp_path / "out"
-    key = "CA:ucla:1900:3"
-    folder = output_path(root, key).parent
-    folder.mkdir(parents=True)
-    stale, fresh = folder / ".3.json.abandoned.tmp", folder / ".4.json.in-flight.tmp"
-    keep = folder / ".notes.txt"  # not one of ours
-    for path in (stale, fresh, keep):
-        path.write_text("partial")
-    old = time.time() - STALE_TEMP_S - 60
-    os.utime(stale, (old, old))
-    os.utime(keep, (old, old))
-    request = PageRequest(key=key, book="CA:ucla:1900", page=3, image_path=tmp_path / "3.jpg", prompt="p",
-                          prompt_identity={"name": "page_ocr", "version": "v1.1", "vars_hash": "h"})
-    written = write_outputs(root, [(key, _result(request).to_json())])
-    assert read_output(written[key].path).page_info.page_number == 3
-    assert not stale.exists() and fresh.exists() and keep.exists()
-    assert sorted(p.name for p in folder.iterdir()) == sorted([".4.json.in-flight.tmp", ".notes.txt", "3.json"])
-
-
 @pytest.mark.parametrize("progress, line", [
     (Progress(done=0, total=48), "0/48 pages done (0%), 0.00 pages/s, ETA unknown, 0 failures so far"),
     (Progress(done=12, total=48, failures=1, elapsed_s=15),

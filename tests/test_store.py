@@ -80,6 +80,27 @@ def test_success_never_goes_back_and_replayed_results_are_ignored(store: RecordS
     assert store.get(key).status == RecordStatus.SUCCESS
 
 
+def test_before_write_sees_only_the_records_it_will_apply_and_a_failure_there_changes_nothing(
+    store: RecordStore,
+) -> None:
+    key, stale = "NY:nyu:1901:1", "CA:ucla:1900:1"  # `stale` was never claimed by b1
+    store.claim("b1", _items([key]), engine="local", model="m")
+    seen: list[list[str]] = []
+
+    def disk_full(keys: list[str]) -> None:
+        seen.append(keys)
+        raise OSError("No space left on device")
+
+    with pytest.raises(OSError, match="No space"):
+        store.apply_outcomes("b1", [_ok(key), _ok(stale)], before_write=disk_full)
+    assert seen == [[key]]
+    assert store.get(key).status == RecordStatus.RUNNING  # rolled back: still in flight, retried by the next ingest
+    assert store.inferences(key=key) == [] and store.costs(key) == []
+    summary = store.apply_outcomes("b1", [_ok(key), _ok(stale)], before_write=seen.append)
+    assert seen[-1] == [key] and summary.ignored == [stale]
+    assert store.get(key).status == RecordStatus.SUCCESS
+
+
 def test_retryable_failures_count_attempts_then_become_fatal_and_block_the_chain(store: RecordStore) -> None:
     key = "CA:ucla:1900:1"
     for attempt in range(1, 4):

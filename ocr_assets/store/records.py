@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 import socket
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
 
@@ -292,15 +292,17 @@ class RecordsMixin(StoreBase):
 
     # -- outcomes --------------------------------------------------------------------------
 
-    def running_keys(self, batch_id: str) -> set[str]:
-        with self.connect() as con:
-            return set(_running(con, batch_id))
-
-    def apply_outcomes(self, batch_id: str, outcomes: Sequence[RecordOutcome]) -> ApplySummary:
+    def apply_outcomes(
+        self, batch_id: str, outcomes: Sequence[RecordOutcome], *,
+        before_write: Callable[[list[str]], None] | None = None,
+    ) -> ApplySummary:
         """Apply one batch's results in one transaction; only records RUNNING in this batch change.
 
         A replayed or stale result (record already moved on) is reported as ignored, so re-ingesting
-        a batch changes nothing. Statuses follow `transitions.after_attempt`.
+        a batch changes nothing. Statuses follow `transitions.after_attempt`. `before_write(keys)`
+        runs inside the transaction with the keys about to be applied, before any row changes: the
+        outcomes' durable side effects (their output files) go there, so a record is never SUCCESS
+        without its file and an ignored outcome never overwrites one. If it raises, nothing changes.
         """
         summary = ApplySummary()
         if not outcomes:
@@ -325,6 +327,8 @@ class RecordsMixin(StoreBase):
                 by_status[verdict.status].append(o.key)
                 rows.append((o, running[o.key], str(verdict.status), verdict.message))
                 summary.applied.append(o.key)
+            if before_write is not None and summary.applied:
+                before_write(summary.applied)
             if rows:
                 _write_outcomes(con, batch_id, rows, summary, now)
             summary.blocked = _block_downstream(con, summary.fatal, now)

@@ -189,13 +189,15 @@ def test_ingest_is_idempotent_and_replay_from_the_archive_is_byte_identical(tmp_
     first = ingest_batch(pipeline, client, batch_id)
     assert first.succeeded + first.retryable == 6 and first.retryable > 0
     outputs = {p: p.read_bytes() for p in Path(pipeline.settings.paths.output_root).rglob("*.json")}
+    written_at = {p: p.stat().st_mtime_ns for p in outputs}
     states = {r.key: (r.status, r.attempts, r.output_sha256) for r in store.records()}
     ledger = store.query("SELECT count(*) AS n FROM cost_ledger")[0]["n"]
 
     second = ingest_batch(pipeline, client, batch_id)  # again: nothing changes
-    assert second.succeeded == second.retryable == 0 and second.ignored == 0
+    assert second.succeeded == second.retryable == 0 and second.ignored == 6  # replayed: reported, not applied
     assert {r.key: (r.status, r.attempts, r.output_sha256) for r in store.records()} == states
     assert store.query("SELECT count(*) AS n FROM cost_ledger")[0]["n"] == ledger
+    assert {p: p.stat().st_mtime_ns for p in outputs} == written_at  # no output rewritten
 
     # replay without the API: the DB as it was before ingest, outputs gone, emulator stopped
     server.stop()

@@ -65,10 +65,10 @@ def written(monkeypatch: pytest.MonkeyPatch) -> Counter:
     counts: Counter = Counter()
     real = pipeline_module.write_outputs
 
-    def counting(root, items, **kwargs):
-        items = list(items)
-        counts.update(key for key, _result in items)
-        return real(root, items, **kwargs)
+    def counting(files):
+        files = list(files)
+        counts.update(file.key for file in files)
+        return real(files)
 
     monkeypatch.setattr(pipeline_module, "write_outputs", counting)
     return counts
