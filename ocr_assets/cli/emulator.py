@@ -57,6 +57,9 @@ def emulator(
         err_console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
     server = EmulatorServer(config, answerer=chosen)
+    stop = threading.Event()
+    # Before the URL is printed: whoever reads it may stop the emulator at once.
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())  # a process manager's stop is a clean stop too
     try:
         server.start()
     except OSError as exc:
@@ -66,8 +69,6 @@ def emulator(
                   f"fault rate {fault_rate}, seed {seed}{', model-like answers' if model_like else ''})")
     console.print(f"  export GOOGLE_GEMINI_BASE_URL={server.url}   # or gemini.base_url in the settings")
     console.print(f"  request log: {server.url}/_emulator/log   Ctrl-C to stop")
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())  # a process manager's stop is a clean stop too
     try:
         while not stop.wait(0.5):
             pass
