@@ -174,7 +174,7 @@ LocalEngineName = Literal["rapidocr", "tesseract", "transformers"]
 
 def _pages_or_auto(value: Any) -> Any:
     """YAML and the environment give `3` as a number, `local run --batch-size 3` as the text "3": both mean 3."""
-    if isinstance(value, str) and value.strip().isdigit():
+    if isinstance(value, str) and value.strip().isdecimal():
         value = int(value)
     if value == "auto" or (type(value) is int and value >= 1):  # `type`: YAML's `true` is no page count
         return value
