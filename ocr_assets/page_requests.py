@@ -36,6 +36,11 @@ class ContextProvider(Protocol):
         ...
 
 
+def waits_for_upstream(provider: ContextProvider | None) -> bool:
+    """Whether a record must wait for its upstream page's answer: only the upstream output is that answer."""
+    return provider is None or provider.source == UPSTREAM_OUTPUT
+
+
 class UpstreamOutputContext:
     """Context from the upstream page's validated output on disk."""
 

@@ -30,7 +30,13 @@ from ocr_assets.core import (
     SyncEngine,
 )
 from ocr_assets.outputs import OutputFile, write_outputs
-from ocr_assets.page_requests import ContextProvider, UpstreamOutputContext, build_page_requests, placeholder_request
+from ocr_assets.page_requests import (
+    ContextProvider,
+    UpstreamOutputContext,
+    build_page_requests,
+    placeholder_request,
+    waits_for_upstream,
+)
 from ocr_assets.pricing import cost, realtime_cost
 from ocr_assets.prompts import PromptRegistry
 from ocr_assets.schema import ErrorClass
@@ -316,10 +322,12 @@ class Pipeline:
         return released
 
     def run_wave(
-        self, engine: SyncEngine, records: Sequence[RecordRow], *, prompt_version: str | None = None
+        self, engine: SyncEngine, records: Sequence[RecordRow], *, prompt_version: str | None = None,
+        provider: ContextProvider | None = None,
     ) -> tuple[str, ApplySummary] | None:
-        """Claim `records`, infer them with a synchronous engine, ingest; None when nothing was claimed."""
-        requests, problems = self.build_requests(records, prompt_version=prompt_version)
+        """Claim `records`, infer them with a synchronous engine, ingest; None when nothing was claimed.
+        `provider`: where the context comes from (default: the upstream page's output)."""
+        requests, problems = self.build_requests(records, prompt_version=prompt_version, provider=provider)
         batch_id = f"{engine.name}-{uuid.uuid4().hex[:12]}"
         claimable = requests + [
             placeholder_request(rec, PromptIdentity(name=self.settings.prompt.name,
@@ -329,7 +337,8 @@ class Pipeline:
         ]
         claimed = set(
             self.store.claim(batch_id, self.claim_items(claimable), engine=engine.name,
-                             model=self._model_name(engine), owner=owner_id())
+                             model=self._model_name(engine), owner=owner_id(),
+                             require_upstream=waits_for_upstream(provider))
         )
         if not claimed:
             return None
@@ -408,10 +417,13 @@ class Pipeline:
         limit: int | None = None,
         prompt_version: str | None = None,
         on_progress: ProgressCallback | None = None,
+        provider: ContextProvider | None = None,
     ) -> RunSummary:
         """Drive the selected books (or all) to terminal: waves of runnable records across books.
 
-        `on_progress` gets a `Progress` after every wave.
+        `on_progress` gets a `Progress` after every wave. `provider`: where each page's context comes
+        from (default: the upstream page's output, so a page waits for it; another source runs every
+        page of a book at once).
         """
         wave_size = wave_size or self.settings.execution.batch_size_limit
         summary = RunSummary()
@@ -421,10 +433,10 @@ class Pipeline:
         started = time.monotonic()
         while limit is None or summary.attempted < limit:
             size = wave_size if limit is None else min(wave_size, limit - summary.attempted)
-            records = self.store.runnable(size, books=books)
+            records = self.store.runnable(size, books=books, require_upstream=waits_for_upstream(provider))
             if not records:
                 break
-            result = self.run_wave(engine, records, prompt_version=prompt_version)
+            result = self.run_wave(engine, records, prompt_version=prompt_version, provider=provider)
             if result is None:
                 continue
             batch_id, applied = result

@@ -13,10 +13,10 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
@@ -172,11 +172,24 @@ EngineKind = Literal["local", "gemini-batch", "gemini-realtime", "gemini-flex"]
 LocalEngineName = Literal["rapidocr", "tesseract", "transformers"]
 
 
+def _pages_or_auto(value: Any) -> Any:
+    """YAML and the environment give `3` as a number, `local run --batch-size 3` as the text "3": both mean 3."""
+    if isinstance(value, str) and value.strip().isdecimal():
+        value = int(value)
+    if value == "auto" or (type(value) is int and value >= 1):  # `type`: YAML's `true` is no page count
+        return value
+    raise ValueError("must be 'auto' or a positive number of pages")
+
+
+# Pages per local inference batch; `auto` sizes it from the device's free memory.
+BatchSize = Annotated[int | Literal["auto"], BeforeValidator(_pages_or_auto)]
+
+
 class LocalSettings(_Section):
     # rapidocr: pip-only, the default; tesseract: needs `apt-get install tesseract-ocr` (README).
     engine: LocalEngineName = "rapidocr"
     device: str = "cpu"
-    batch_size: str = "auto"
+    batch_size: BatchSize = "auto"
     model_dir: Path | None = None
     # `ray`: pages run on Ray actors (one per GPU, else one CPU actor per node) while this process stays
     # the record store's only writer; `none`: this host's devices, inside this process.

@@ -98,7 +98,8 @@ def test_a_gemini_spec_carries_no_local_engine_even_with_local_overrides() -> No
 def test_local_overrides_replace_only_the_fields_given_and_are_validated_like_the_file(tmp_path) -> None:
     settings = Settings(local={"engine": "rapidocr", "device": "cpu", "batch_size": "4"})
     spec = resolve_engine(settings, "local", engine="tesseract", device=None, batch_size=None, model_dir=None)
-    assert (spec.local.engine, spec.local.device, spec.local.batch_size) == ("tesseract", "cpu", "4")
+    # "4" (a YAML string) means the number 4
+    assert (spec.local.engine, spec.local.device, spec.local.batch_size) == ("tesseract", "cpu", 4)
     assert spec.label == "local-tesseract" and spec.describe() == "local (tesseract on cpu)"
     vlm = resolve_engine(settings, "local", engine="transformers", model_dir=tmp_path)
     assert vlm.local.model_dir == tmp_path and settings.local.model_dir is None  # the settings are not changed

@@ -328,3 +328,20 @@ def test_run_eval_reports_tokens_and_cost_per_page_for_each_thinking_budget(tmp_
     assert on.output_tokens_per_page > off.output_tokens_per_page and on.cost_per_page > off.cost_per_page
     budgets = {e.thinking.get("thinkingBudget") for e in server.state.request_log}
     assert budgets == {0, 1024}
+
+
+def test_run_eval_with_a_gemini_engine_takes_the_context_from_the_configured_source(tmp_path: Path, monkeypatch,
+                                                                                  gemini_emulator) -> None:
+    from ocr_assets.engines.gemini.realtime import GeminiRealtimeEngine
+
+    server = gemini_emulator(model_like={"enabled": True})
+    monkeypatch.setenv("GEMINI_API_KEY", "test-key")
+    _corpus(tmp_path)
+    settings = settings_for(tmp_path, gemini__base_url=server.url, gemini__context_source="upstream_image")
+    report = run_eval(settings, ["v1.2"], GeminiRealtimeEngine(settings), None, tracker=NullTracker())
+    assert report.versions[0].pages == 6
+    images = {e.key: e.images for e in server.state.request_log}
+    # Pages with an upstream page go with its image, as in `ocr-assets run`; the heads with theirs alone.
+    nodes = scan_corpus(tmp_path / "images", tmp_path / "allow_list").records()
+    assert images == {n.key: 2 if n.upstream_key else 1 for n in nodes if n.key in report.sample}
+    assert sorted(images.values()) == [1, 1, 1, 2, 2, 2]  # alpha 2, 3 and beta 2 continue a page

@@ -117,3 +117,37 @@ def test_an_override_is_validated_like_the_file_and_never_echoes_a_secret(monkey
     with pytest.raises(SettingsError, match="engine") as info:
         Settings().override("local", engine=SENTINEL)
     assert SENTINEL not in str(info.value) and info.value.__context__ is None
+
+
+@pytest.mark.parametrize(("yaml_value", "env_value", "cli_value", "expected"), [
+    ("3", None, None, 3),
+    (None, "3", None, 3),
+    (None, "'3'", None, 3),
+    ("auto", "auto", None, "auto"),
+    ("8", None, "2", 2),
+    (None, None, "auto", "auto"),
+])
+def test_local_batch_size_is_a_number_of_pages_or_auto_from_the_file_the_environment_and_the_cli(
+    tmp_path: Path, yaml_value: str | None, env_value: str | None, cli_value: str | None, expected: int | str
+) -> None:
+    config = tmp_path / "conf.yaml"
+    config.write_text(f"local:\n  batch_size: {yaml_value}\n" if yaml_value else "")
+    environ = {"OCR_ASSETS_LOCAL__BATCH_SIZE": env_value} if env_value else {}
+    settings = load_settings(config, environ=environ)
+    if cli_value is not None:  # `local run --batch-size` hands the option's text to `override`
+        settings = settings.override("local", batch_size=cli_value)
+    assert settings.local.batch_size == expected
+
+
+@pytest.mark.parametrize("value", ["-1", "0", "lots", "2.5", "true", "[3]"])
+def test_a_batch_size_that_is_neither_auto_nor_a_positive_count_is_one_clear_error(tmp_path: Path, value: str) -> None:
+    config = tmp_path / "bad.yaml"
+    config.write_text(f"local:\n  batch_size: {value}\n")
+    for where in ({"path": config, "environ": {}},
+                  {"path": None, "environ": {"OCR_ASSETS_CONFIG": str(tmp_path / "none.yaml"),
+                                             "OCR_ASSETS_LOCAL__BATCH_SIZE": value}}):
+        with pytest.raises(SettingsError) as info:
+            load_settings(**where)
+        lines = str(info.value).splitlines()
+        assert len(lines) == 2 and "local.batch_size" in lines[1]
+        assert "'auto' or a positive number of pages" in lines[1]

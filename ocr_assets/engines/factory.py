@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from ocr_assets.core import EngineSpec, SyncEngine, resolve_engine
+from ocr_assets.page_requests import ContextProvider
 from ocr_assets.pipeline import Pipeline, ProgressCallback, RunSummary
 from ocr_assets.settings import LocalSettings, Settings
 
@@ -97,19 +98,26 @@ def drive(
     limit: int | None = None,
     on_progress: ProgressCallback | None = None,
     sync_engine: SyncEngine | None = None,
+    provider: ContextProvider | None = None,
 ) -> RunSummary:
     """Run the selected books (or everything) with the engine `spec` names until every record is terminal.
 
     `spec` defaults to the pipeline settings' engine. `sync_engine`: an already-loaded engine for a
     synchronous spec (a Dagster resource's, or one the CLI watches page by page); else one is built
-    and loaded here. `on_progress` gets a `Progress` after every wave or batch-loop tick.
+    and loaded here. `on_progress` gets a `Progress` after every wave or batch-loop tick. `provider`:
+    where each page's context comes from; by default, for every Gemini engine (batch, real-time,
+    flex) the provider `gemini.context_source` names, for a local engine the upstream page's output.
     """
     spec = spec or resolve_engine(pipeline.settings)
+    if spec.local is None and provider is None:
+        from ocr_assets.engines.gemini.context import provider_for
+
+        provider = provider_for(pipeline.settings, pipeline.store)
     if spec.is_batch:
         from ocr_assets.engines.gemini.runner import run_batches
 
         result = run_batches(pipeline, make_batch_client(pipeline), books=books, limit=limit,
-                             on_progress=on_progress)
+                             provider=provider, on_progress=on_progress)
         return RunSummary(
             waves=len(result.submitted), attempted=result.attempted, succeeded=result.succeeded,
             retryable=result.retryable, fatal=result.fatal, blocked=result.blocked, batches=result.submitted,
@@ -119,4 +127,4 @@ def drive(
         load_engine(sync_engine)
     elif sync_engine.name != spec.label:  # the records would be claimed under another engine than the run's
         raise ValueError(f"the engine given is {sync_engine.name!r} but the run's engine is {spec.label!r}")
-    return pipeline.run_sync(sync_engine, books=books, limit=limit, on_progress=on_progress)
+    return pipeline.run_sync(sync_engine, books=books, limit=limit, on_progress=on_progress, provider=provider)

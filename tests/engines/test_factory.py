@@ -5,14 +5,19 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from ocr_assets.cli import app
 from ocr_assets.core import resolve_engine
 from ocr_assets.engines.factory import EngineUnavailable, drive, make_sync_engine
+from ocr_assets.engines.gemini.context import LocalOcrContext
 from ocr_assets.engines.gemini.realtime import GeminiRealtimeEngine
+from ocr_assets.operations import reconstruct_prompt
 from ocr_assets.pipeline import Pipeline, Progress
 from ocr_assets.plan import build_plan
 from ocr_assets.settings import Settings
-from tests.fixtures.corpus import REPO_ROOT, write_book
+from tests.engines.gemini.test_gemini_context import fake_recognise
+from tests.fixtures.corpus import REPO_ROOT, settings_env, settings_for, write_book
 
 BOOKS = {"ny:alpha:1900": [1, 2], "ca:beta:1910": [1]}
 
@@ -90,3 +95,62 @@ def test_a_local_model_that_cannot_load_stops_drive_before_any_record_is_claimed
     with pytest.raises(EngineUnavailable, match="no model at"):  # one clear line in `run`, not a traceback
         drive(pipeline, spec)
     assert pipeline.store.status_counts() == {"PENDING": 3}
+
+
+def _chain_of_three(root: Path, server_url: str, monkeypatch: pytest.MonkeyPatch, **settings: object) -> Pipeline:
+    """One book of pages 1 → 2 → 3, planned, with settings (and a key) pointing at the emulator."""
+    write_book(root, "ny:alpha:1900", images=[1, 2, 3], allow=[1, 2, 3])
+    monkeypatch.setenv("GEMINI_API_KEY", "emulator-key")
+    pipeline = Pipeline(settings_for(root, gemini__base_url=server_url, **settings))
+    build_plan(pipeline.store, pipeline.settings.paths.images_root, pipeline.settings.paths.allow_list_root)
+    return pipeline
+
+
+@pytest.mark.parametrize("kind", ["gemini-realtime", "gemini-flex"])
+def test_a_realtime_or_flex_run_takes_its_context_from_the_configured_source_like_the_batch_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, gemini_emulator, kind: str  # noqa: F811
+) -> None:
+    server = gemini_emulator()
+    pipeline = _chain_of_three(tmp_path, server.url, monkeypatch, gemini__context_source="upstream_image",
+                               prompt__version="v1.2")
+    summary = drive(pipeline, resolve_engine(pipeline.settings, kind))
+    assert summary.succeeded == 3 and summary.waves == 1  # no page waited for its upstream's answer
+    sent = {e.key: e for e in server.state.request_log}
+    assert sent["ny:alpha:1900:1"].images == 1
+    assert sent["ny:alpha:1900:2"].images == sent["ny:alpha:1900:3"].images == 2  # the upstream image beside it
+    assert "The second image is the previous page" in sent["ny:alpha:1900:3"].prompt
+    # `prompt show` rebuilds it from the source the record ran with, whatever the settings say today.
+    today = pipeline.settings.model_copy(update={"gemini": pipeline.settings.gemini.model_copy(
+        update={"context_source": "upstream_output"})})
+    rebuilt = reconstruct_prompt(today, pipeline.store, pipeline.registry, "ny:alpha:1900:3")
+    assert rebuilt.ok and rebuilt.vars_hash_matches and rebuilt.text == sent["ny:alpha:1900:3"].prompt
+
+
+def test_a_realtime_run_with_local_ocr_context_is_rebuilt_by_prompt_show_exactly_as_sent(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, gemini_emulator  # noqa: F811
+) -> None:
+    server = gemini_emulator()
+    pipeline = _chain_of_three(tmp_path, server.url, monkeypatch, gemini__context_source="local_ocr")
+    calls: list[list[str]] = []
+    provider = LocalOcrContext(pipeline.settings, pipeline.store, recognise=fake_recognise(calls))
+    summary = drive(pipeline, resolve_engine(pipeline.settings, "gemini-realtime"), provider=provider)
+    assert summary.succeeded == 3 and summary.waves == 1
+    sent = {e.key: e.prompt for e in server.state.request_log}
+    assert "Context from the previous page (local_ocr)" in sent["ny:alpha:1900:2"]
+
+    for name, value in settings_env(tmp_path, gemini__base_url=server.url).items():  # context_source: default
+        monkeypatch.setenv(name, value)
+    result = CliRunner().invoke(app, ["prompt", "show", "ny:alpha:1900:2"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.rstrip("\n") == sent["ny:alpha:1900:2"].rstrip("\n")
+    assert "matches the stored hash" in result.stderr and len(calls) == 1  # from the cache: no second pass
+
+
+def test_a_realtime_run_without_a_context_source_waits_for_each_upstream_answer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, gemini_emulator  # noqa: F811
+) -> None:
+    server = gemini_emulator()
+    pipeline = _chain_of_three(tmp_path, server.url, monkeypatch)
+    summary = drive(pipeline, resolve_engine(pipeline.settings, "gemini-realtime"))
+    assert summary.succeeded == 3 and summary.waves == 3  # each page's context is its upstream's output
+    assert all(e.images == 1 for e in server.state.request_log)

@@ -27,7 +27,7 @@ from ocr_assets.engines.gemini.lifecycle import (
 )
 from ocr_assets.engines.gemini.metering import load_calibration, token_room
 from ocr_assets.outputs import atomic_write_bytes
-from ocr_assets.page_requests import ContextProvider, placeholder_request, stored_identity
+from ocr_assets.page_requests import ContextProvider, placeholder_request, stored_identity, waits_for_upstream
 from ocr_assets.pipeline import Pipeline, one_store_session, owner_id
 from ocr_assets.schema import ErrorClass
 from ocr_assets.store import BatchRow, BatchState, ClaimItem, RecordRow
@@ -253,7 +253,7 @@ def submit_wave(
     report = SubmitReport()
     if provider is None:
         provider = provider_for(settings, store)
-    require_upstream = provider is None
+    require_upstream = waits_for_upstream(provider)
 
     active = ours(store.active_batches() if active is None else active)
     held = [b for b in active if b.state == BatchState.HELD]

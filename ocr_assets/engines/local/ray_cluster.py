@@ -91,7 +91,7 @@ class RayInference:
         self.local = local  # the options every actor builds its engine from; also names the model here
         self.address = address
         if pages_per_task is None:
-            pages_per_task = int(local.batch_size) if str(local.batch_size).isdigit() else DEFAULT_PAGES_PER_TASK
+            pages_per_task = DEFAULT_PAGES_PER_TASK if local.batch_size == "auto" else local.batch_size
         self.pages_per_task = max(1, pages_per_task)
         self._actors: dict[str, Any] = {}  # worker description -> actor handle
         self._on_outcome: Callable[[PageOutcome], None] | None = None

@@ -53,7 +53,7 @@ def worker_node(cluster: RayTestCluster):
 def book_pipeline(tmp_path: Path, cluster: RayTestCluster) -> Pipeline:
     write_book(tmp_path, BOOK, images=PAGES, allow=PAGES)
     settings = settings_for(tmp_path, local__cluster="ray", local__ray_address=cluster.address,
-                            local__batch_size="'2'")
+                            local__batch_size=2)
     pipeline = Pipeline(settings)
     build_plan(pipeline.store, settings.paths.images_root, settings.paths.allow_list_root)
     return pipeline
@@ -80,7 +80,7 @@ def success_attempts(pipeline: Pipeline) -> Counter:
 
 
 def test_the_settings_pick_the_ray_engine_with_the_local_options(tmp_path: Path) -> None:
-    settings = settings_for(tmp_path, local__cluster="ray", local__ray_address="auto", local__batch_size="'3'")
+    settings = settings_for(tmp_path, local__cluster="ray", local__ray_address="auto", local__batch_size=3)
     engine = make_sync_engine(settings)
     assert isinstance(engine, RayInference)
     assert engine.address == "auto" and engine.pages_per_task == 3 and engine.name == "local-rapidocr"
