@@ -254,7 +254,7 @@ class Pipeline:
                 key=key, model=outcome.model or model, engine=engine, pricing_mode=pricing_mode,
                 prompt_tokens=outcome.usage.prompt_tokens, output_tokens=outcome.usage.output_tokens,
                 cached_tokens=outcome.usage.cached_tokens, cost_usd=billed, realtime_cost_usd=list_price,
-                latency_s=outcome.latency_s, raw_response=outcome.raw_response,
+                latency_s=outcome.latency_s, raw_response=outcome.raw_response, worker=outcome.worker,
                 rendered_prompt=request.prompt if request else None,
                 prompt_template_hash=(request.prompt_identity.template_hash or None) if request else None,
                 previous_context=request.previous_context if request else None,
@@ -303,6 +303,7 @@ class Pipeline:
             error_class=rec.error_class, error_type=rec.error_type, error_message=rec.message,
             traceback=rec.traceback,
             raw_response=rec.raw_response, prompt_tokens=rec.prompt_tokens, output_tokens=rec.output_tokens,
+            worker=rec.worker,
             cached_tokens=rec.cached_tokens, cost_usd=rec.cost_usd, latency_s=rec.latency_s,
         )
 

@@ -55,6 +55,7 @@ class InferenceEvent(BaseModel):
     cached_tokens: int = 0
     cost_usd: float = 0.0
     latency_s: float | None = None
+    worker: str | None = None  # where it ran when not in the driver (a Ray actor: "host/node id")
 
 
 class Tracker(Protocol):
@@ -130,6 +131,7 @@ def span_fields(event: InferenceEvent) -> dict[str, Any]:
             "page": event.page,
             "success": event.success,
             "prompt_version": event.prompt_version,
+            **({"worker": event.worker} if event.worker else {}),  # only where a Ray worker ran it
         },
         "metrics": metrics,
         "tags": [event.prompt_version] if event.prompt_version else [],

@@ -176,6 +176,14 @@ def test_inferences_lists_the_inference_log(cli) -> None:
     assert invoke("inferences", "--key", "x:y:1900:1").output.strip() == "no inferences logged"
 
 
+def test_inferences_shows_a_worker_column_only_when_a_page_ran_on_a_ray_worker(cli) -> None:
+    invoke, pipeline, _ = cli
+    assert "worker" not in invoke("inferences", "--key", f"{A}:5").output
+    pipeline.store.query("UPDATE inference_log SET worker = 'gpu-7/node-a' WHERE key = ? RETURNING id", [f"{A}:5"])
+    shown = invoke("inferences", "--key", f"{A}:5", "--limit", "1")
+    assert shown.exit_code == 0 and "worker" in shown.output and "gpu-7/node-a" in shown.output
+
+
 def test_prompt_show_prints_exactly_the_prompt_the_engine_received(cli) -> None:
     invoke, _, engine = cli
     sent = {r.key: r.prompt for r in engine.seen}

@@ -171,7 +171,7 @@ def test_a_mixed_batch_logs_every_column_in_bulk(store: RecordStore) -> None:
     success = _ok(ok).model_copy(update={
         "output_json": '{"page": 1}\n', "rendered_prompt": "prompt 1", "previous_context": {"b": 2, "a": 1},
         "generation_config": {"temperature": 0}, "latency_s": 1.5, "prompt_template_hash": "t", "model": "m2",
-        "realtime_cost_usd": 0.002,
+        "realtime_cost_usd": 0.002, "worker": "gpu-host-3/node-a",
     })
     failure = _fail(bad).model_copy(update={"traceback": "Traceback: boom", "prompt_tokens": 7})
     summary = store.apply_outcomes("b1", [success, failure, _ok(stale), _fail(ok)])  # first per key wins
@@ -185,7 +185,7 @@ def test_a_mixed_batch_logs_every_column_in_bulk(store: RecordStore) -> None:
         "rendered_prompt": "prompt 1", "previous_context": '{"a": 1, "b": 2}', "generation_config": '{"temperature": 0}',
         "output_json": '{"page": 1}\n', "error_type": None, "error_message": None, "raw_response": None,
         "prompt_tokens": 10, "output_tokens": 5, "cached_tokens": 0, "cost_usd": 0.001, "latency_s": 1.5,
-        "error_class": None, "traceback": None, "prompt_template_hash": "t",
+        "error_class": None, "traceback": None, "prompt_template_hash": "t", "worker": "gpu-host-3/node-a",
     }
     assert (log[bad]["success"], log[bad]["error_class"], log[bad]["error_type"], log[bad]["error_message"],
             log[bad]["raw_response"], log[bad]["traceback"]) == (

@@ -202,3 +202,9 @@ def test_evaluation_rows_are_logged_as_one_experiment(capture) -> None:
     assert logged["experiment_id"] == "experiment-page_ocr v1 run-1"
     assert (logged["input"], logged["output"], logged["expected"]) == (row["input"], row["output"], row["expected"])
     assert logged["scores"] == row["scores"] and logged["metrics"]["prompt_tokens"] == 10
+
+
+def test_a_span_names_the_ray_worker_that_ran_the_page_and_only_then() -> None:
+    event = dict(key=f"{BOOK}:1", book=BOOK, page=1, engine="local", model="m", success=True)
+    assert span_fields(InferenceEvent(**event, worker="gpu-7/node-a"))["metadata"]["worker"] == "gpu-7/node-a"
+    assert "worker" not in span_fields(InferenceEvent(**event))["metadata"]

@@ -228,14 +228,16 @@ def _print_detail(title: str, text: str | None, full: bool) -> None:
 
 
 def _inference_table(title: str, rows: Sequence[dict[str, Any]]) -> Table:
+    workers = any(i.get("worker") for i in rows)  # a column only where some page ran on a Ray worker
     return _table(title, ["id", "at", "key", "try", "batch", "model", "prompt", "ok", "error",
-                          "tokens in/out/cached", "cost usd", "latency s"],
+                          "tokens in/out/cached", "cost usd", "latency s", *(["worker"] if workers else [])],
                   [(i["id"], i["created_at"].strftime("%m-%d %H:%M:%S"), i["key"], i["attempt"], i["batch_id"],
                     i["model"], f"{i['prompt_version']} {(i['prompt_vars_hash'] or '')[:8]}",
                     "yes" if i["success"] else "no",
                     None if i["success"] else f"{i['error_type']}: {_clip(i['error_message'], 60)}",
                     f"{i['prompt_tokens']}/{i['output_tokens']}/{i['cached_tokens']}",
-                    f"{i['cost_usd'] or 0:.6f}", None if i["latency_s"] is None else f"{i['latency_s']:.2f}")
+                    f"{i['cost_usd'] or 0:.6f}", None if i["latency_s"] is None else f"{i['latency_s']:.2f}",
+                    *([i.get("worker")] if workers else []))
                    for i in rows])
 
 

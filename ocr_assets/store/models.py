@@ -150,6 +150,7 @@ class RecordOutcome(BaseModel):
     prompt_template_hash: str | None = None
     previous_context: dict | None = None
     generation_config: dict | None = None
+    worker: str | None = None  # where it ran when not in this process (a Ray actor)
 
 
 class ApplySummary(BaseModel):

@@ -39,13 +39,13 @@ def write_outcome_logs(con: duckdb.DuckDBPyConnection, batch_id: str, now: datet
                prompt_name, prompt_version, prompt_vars_hash, rendered_prompt, previous_context,
                generation_config, output_json, error_type, error_message, raw_response,
                prompt_tokens, output_tokens, cached_tokens, cost_usd, latency_s, created_at,
-               error_class, traceback, prompt_template_hash)
+               error_class, traceback, prompt_template_hash, worker)
            SELECT key, book, page, attempt, ?, engine, model, success, prompt_name, prompt_version,
                prompt_vars_hash, rendered_prompt, previous_context, generation_config, output_json,
                error_type, message, raw_response, prompt_tokens, output_tokens, cached_tokens,
                cost_usd, latency_s, ?,
                CASE WHEN success THEN NULL ELSE coalesce(error_class, 'retryable') END,
-               traceback, prompt_template_hash
+               traceback, prompt_template_hash, worker
            FROM outcome_rows""",
         [batch_id, now],
     )
@@ -91,6 +91,7 @@ def outcome_table(rows: Sequence[tuple[RecordOutcome, tuple[Any, ...], str, str 
         "prompt_template_hash": (text, [o.prompt_template_hash for o in outcomes]),
         "previous_context": (text, [_dumps(o.previous_context) for o in outcomes]),
         "generation_config": (text, [_dumps(o.generation_config) for o in outcomes]),
+        "worker": (text, [o.worker for o in outcomes]),
         "attempt": (int32, [running[0] for _, running, _, _ in rows]),
         "prompt_name": (text, [running[1] for _, running, _, _ in rows]),
         "prompt_version": (text, [running[2] for _, running, _, _ in rows]),

@@ -187,10 +187,16 @@ CREATE INDEX IF NOT EXISTS batch_records_batch_id ON batch_records (batch_id);
 CREATE INDEX IF NOT EXISTS failure_log_key ON failure_log (key);
 """
 
+# Which worker ran an inference when that was not this process (a Ray actor: "host/node id").
+_V4_INFERENCE_WORKER = """
+ALTER TABLE inference_log ADD COLUMN IF NOT EXISTS worker VARCHAR;
+"""
+
 MIGRATIONS: tuple[tuple[int, str], ...] = (
     (1, _V1_BASE),
     (2, _V2_EVAL),
     (3, _V3_LOOKUP_INDEXES),
+    (4, _V4_INFERENCE_WORKER),
 )
 LATEST = MIGRATIONS[-1][0]
 

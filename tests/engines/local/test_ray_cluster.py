@@ -109,6 +109,8 @@ def test_a_book_runs_on_both_nodes_and_this_process_writes_every_output_once(
     assert book_pipeline.store.status_counts() == {"SUCCESS": len(keys)}
     assert written == Counter(keys)  # one write per page, all from this process
     assert success_attempts(book_pipeline) == Counter(keys)
+    logged = {r["key"]: r["worker"] for r in book_pipeline.store.query("SELECT key, worker FROM inference_log")}
+    assert logged == {o.key: o.worker for o in seen}  # the log says which node ran each page
 
 
 def test_killing_the_worker_node_mid_run_loses_nothing_and_runs_nothing_twice(
