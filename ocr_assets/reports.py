@@ -11,7 +11,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from pydantic import BaseModel, ValidationError
 
@@ -428,23 +428,40 @@ def submit_batches(pipeline: Pipeline, client: GeminiBatchClient) -> SubmitRepor
     return submit_wave(pipeline, client)
 
 
-def poll_batches(pipeline: Pipeline, client: Callable[[], GeminiBatchClient], limit: int = 25) -> list[BatchRow]:
-    """Poll every active batch once (one GET each), then the finished ones still to ingest, oldest first.
+class PollTick(NamedTuple):
+    """What one poll of the batches found: the finished ones still to ingest (oldest first), the books
+    each touches, and a line per stuck batch."""
+
+    finished: list[BatchRow]
+    books: dict[str, list[str]]
+    stuck: list[str]
+
+
+def poll_tick(pipeline: Pipeline, client: Callable[[], GeminiBatchClient], limit: int = 25) -> PollTick:
+    """Poll every active batch once (one GET each); then the finished batches still to ingest.
 
     `client` builds the Gemini batch client, only when a remote batch is active (an idle tick needs no key).
     """
     from ocr_assets.engines.gemini.poll import pending_ingest, poll_active
 
-    with pipeline.store.session():  # no remote batch: the tick's reads share one open of the store
+    def found(finished: list[BatchRow], active: Sequence[BatchRow] | None) -> PollTick:
+        return PollTick(finished, batch_books(pipeline.store, [b.batch_id for b in finished]),
+                        stuck_batch_alerts(pipeline, active=active))
+
+    with pipeline.store.session():  # no remote batch: the whole tick is one open of the store
         active = pipeline.store.active_batches()
         if not any(is_remote_batch(batch.engine) for batch in active):
-            return pending_ingest(pipeline)[:limit]
+            return found(pending_ingest(pipeline)[:limit], active)
     # Remote GETs happen outside any store session: other processes may use the store meanwhile.
-    return poll_active(pipeline, client(), active=active)[:limit]
+    finished = poll_active(pipeline, client(), active=active)[:limit]
+    with pipeline.store.session():
+        return found(finished, None)
 
 
-def stuck_batch_alerts(pipeline: Pipeline, *, now: datetime | None = None) -> list[str]:
-    """One line per batch still pending or running past `gemini.stuck_batch_hours`, saying what to do."""
+def stuck_batch_alerts(pipeline: Pipeline, *, now: datetime | None = None,
+                       active: Sequence[BatchRow] | None = None) -> list[str]:
+    """One line per batch still pending or running past `gemini.stuck_batch_hours`, saying what to do
+    (among `active` when given, else the store's active batches)."""
     from ocr_assets.engines.gemini.poll import stuck_batches
 
     hours = pipeline.settings.gemini.stuck_batch_hours
@@ -453,7 +470,7 @@ def stuck_batch_alerts(pipeline: Pipeline, *, now: datetime | None = None) -> li
         f"STUCK: batch {b.batch_id} ({b.remote_name or 'not created remotely'}) has been {b.state} for "
         f"{(naive_now - b.created_at).total_seconds() / 3600:.1f} h (> {hours:g} h); "
         f"`ocr-assets batch-cancel {b.batch_id}` cancels it and returns its {b.record_count} records to retry"
-        for b in stuck_batches(pipeline, now=now)
+        for b in stuck_batches(pipeline, now=now, active=active)
     ]
 
 

@@ -6,11 +6,9 @@ from ocr_assets.defs.jobs import BATCH_TAG, BOOKS_TAG, ingest_batch_job, plan_co
 from ocr_assets.defs.partitions import books
 from ocr_assets.defs.resources import GeminiResource, RecordStoreResource, SettingsResource, TrackerResource, make_pipeline
 from ocr_assets.reports import (
-    batch_books,
     batch_engine_blocker,
     discover_books,
-    poll_batches,
-    stuck_batch_alerts,
+    poll_tick,
     submit_blocker,
 )
 
@@ -73,10 +71,7 @@ def batch_poll_sensor(
     if blocker := batch_engine_blocker(config.engine):
         return dg.SkipReason(blocker)
     pipeline = make_pipeline(gemini.configure(config), store, tracker)
-    finished = poll_batches(pipeline, lambda: gemini.batch_client(pipeline))
-    with pipeline.store.session():  # the tick's reads after the poll share one open of the store
-        stuck = stuck_batch_alerts(pipeline)
-        touched = batch_books(pipeline.store, [batch.batch_id for batch in finished])  # one read for every batch
+    finished, touched, stuck = poll_tick(pipeline, lambda: gemini.batch_client(pipeline))
     for line in stuck:
         context.log.warning(line)
     requests = []

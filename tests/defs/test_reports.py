@@ -148,3 +148,28 @@ def test_domain_modules_and_the_cli_never_import_dagster() -> None:
     assert offenders == []
     code = "import sys, ocr_assets.reports, ocr_assets.pipeline, ocr_assets.cli; print('dagster' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
+
+
+
+def test_a_poll_tick_with_no_remote_batch_in_flight_is_one_open_of_the_store(tmp_path: Path, monkeypatch) -> None:
+    from ocr_assets.pipeline import Pipeline
+    from ocr_assets.plan import build_plan
+    from ocr_assets.store import BatchState, ClaimItem
+    from ocr_assets.store import session as store_session
+    from tests.fixtures.corpus import settings_for, write_book
+
+    write_book(tmp_path, "NY:a:1902", images=range(1, 3), allow=[1, 2])
+    settings = settings_for(tmp_path)
+    pipeline = Pipeline(settings)
+    build_plan(pipeline.store, settings.paths.images_root, settings.paths.allow_list_root)
+    pipeline.store.claim("gb-done", [ClaimItem(key="NY:a:1902:1", batch_index=0, prompt_name="page_ocr",
+                                               prompt_version="v1.1", prompt_vars_hash="h")],
+                         engine="gemini-batch", model="m", state=BatchState.SUCCEEDED)  # finished, not ingested
+    opens = []
+    real_lock = store_session.FileSession.lock
+    monkeypatch.setattr(store_session.FileSession, "lock", lambda self: (opens.append(1), real_lock(self))[1])
+
+    tick = reports.poll_tick(pipeline, lambda: pytest.fail("no remote batch to poll: no client needed"))
+    assert [b.batch_id for b in tick.finished] == ["gb-done"]
+    assert tick.books == {"gb-done": ["NY:a:1902"]} and tick.stuck == []
+    assert len(opens) == 1
