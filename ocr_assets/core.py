@@ -114,6 +114,10 @@ class EngineUnreachable(EngineCannotAnswer):
     """The API cannot be reached at all (connection refused, DNS), after the transport retries."""
 
 
+class EngineUnavailable(RuntimeError):
+    """The configured engine cannot be built here (missing dependency, credentials or model)."""
+
+
 # -- the engine a run uses ---------------------------------------------------------------------
 
 

@@ -28,8 +28,8 @@ from ocr_assets.cli.common import (
     table,
 )
 from ocr_assets.cli.progress import progress_bar
-from ocr_assets.core import EngineMisconfigured, EngineUnreachable, resolve_engine
-from ocr_assets.engines.factory import EngineUnavailable, drive, make_batch_client
+from ocr_assets.core import EngineMisconfigured, EngineUnavailable, EngineUnreachable, resolve_engine
+from ocr_assets.engines.factory import drive, make_batch_client
 from ocr_assets.pipeline import Pipeline
 from ocr_assets.prompts import PromptError
 from ocr_assets.redaction import scrub

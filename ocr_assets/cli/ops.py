@@ -303,8 +303,8 @@ def eval_prompts(
 ) -> None:
     """Compare prompt versions and generation settings on ground-truth pages: CER, course P/R/F1,
     schema-valid rate, tokens and cost per page."""
-    from ocr_assets.core import resolve_engine
-    from ocr_assets.engines.factory import EngineUnavailable, make_sync_engine
+    from ocr_assets.core import EngineUnavailable, resolve_engine
+    from ocr_assets.engines.factory import make_sync_engine
     from ocr_assets.evaluation import EvalError, run_eval
     from ocr_assets.plan import CorpusRootMissing
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from ocr_assets.core import EngineSpec, SyncEngine, resolve_engine
+from ocr_assets.core import EngineSpec, EngineUnavailable, SyncEngine, resolve_engine
 from ocr_assets.page_requests import ContextProvider
 from ocr_assets.pipeline import Pipeline, ProgressCallback, RunSummary
 from ocr_assets.settings import LocalSettings, Settings
@@ -20,10 +20,6 @@ if TYPE_CHECKING:
     from ocr_assets.engines.gemini.calls import BatchCalls
     from ocr_assets.engines.local.ray_cluster import RayInference
     from ocr_assets.engines.local.runner import LocalInference
-
-
-class EngineUnavailable(RuntimeError):
-    """The configured engine cannot be built here (missing dependency, credentials or model)."""
 
 
 def local_engine(local: LocalSettings) -> LocalInference | RayInference:

@@ -6,7 +6,7 @@ import pytest
 
 from ocr_assets.core import resolve_engine
 from ocr_assets.defs.resources import LocalInferenceResource, SettingsResource
-from ocr_assets.engines.factory import EngineUnavailable
+from ocr_assets.core import EngineUnavailable
 from tests.defs.support import write_settings
 
 

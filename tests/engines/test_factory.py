@@ -8,8 +8,8 @@ import pytest
 from typer.testing import CliRunner
 
 from ocr_assets.cli import app
-from ocr_assets.core import resolve_engine
-from ocr_assets.engines.factory import EngineUnavailable, drive, make_sync_engine
+from ocr_assets.core import EngineUnavailable, resolve_engine
+from ocr_assets.engines.factory import drive, make_sync_engine
 from ocr_assets.engines.gemini.context import LocalOcrContext
 from ocr_assets.engines.gemini.realtime import GeminiRealtimeEngine
 from ocr_assets.operations import reconstruct_prompt
@@ -154,3 +154,21 @@ def test_a_realtime_run_without_a_context_source_waits_for_each_upstream_answer(
     summary = drive(pipeline, resolve_engine(pipeline.settings, "gemini-realtime"))
     assert summary.succeeded == 3 and summary.waves == 3  # each page's context is its upstream's output
     assert all(e.images == 1 for e in server.state.request_log)
+
+
+def test_a_local_ocr_context_without_the_local_engine_installed_is_one_clear_error_and_changes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, gemini_emulator  # noqa: F811
+) -> None:
+    import sys
+
+    server = gemini_emulator()
+    pipeline = _chain_of_three(tmp_path, server.url, monkeypatch, gemini__context_source="local_ocr")
+    for name, value in settings_env(tmp_path, gemini__base_url=server.url, gemini__context_source="local_ocr").items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setitem(sys.modules, "ocr_assets.engines.local", None)  # an install without the local engine
+    result = CliRunner().invoke(app, ["run", "--engine", "gemini-realtime", "--no-plan"])
+    assert result.exit_code == 1, result.output
+    assert "context_source=local_ocr needs the local engine" in result.stderr
+    assert "Traceback" not in result.output
+    assert pipeline.store.status_counts() == {"PENDING": 3}  # nothing claimed, nothing sent
+    assert not any(e.key.endswith(":2") for e in server.state.request_log)

@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ocr_assets.core import PageRequest, PageSuccess, PromptIdentity, SyncEngine
+from ocr_assets.core import EngineUnavailable, PageRequest, PageSuccess, PromptIdentity, SyncEngine
 from ocr_assets.outputs import atomic_write_text
 from ocr_assets.page_requests import ContextProvider
 from ocr_assets.prompts import upstream_context
@@ -38,8 +38,9 @@ UPSTREAM_IMAGE = "upstream_image"
 DIGEST_MEMO_SIZE = 100_000
 
 
-class ContextUnavailable(RuntimeError):
-    """The local OCR context pass cannot run here (engine missing)."""
+class ContextUnavailable(EngineUnavailable):
+    """The local OCR context pass cannot run here (engine missing): the run's engine cannot work as
+    configured, so callers report it as they report an unavailable engine."""
 
 
 class ImageDigests:

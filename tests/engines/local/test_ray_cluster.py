@@ -155,7 +155,8 @@ def test_killing_the_worker_node_mid_run_loses_nothing_and_runs_nothing_twice(
 def test_a_gpu_engine_on_a_cluster_without_gpus_stops_before_any_record_is_claimed(
     cluster: RayTestCluster, tmp_path: Path
 ) -> None:
-    from ocr_assets.engines.factory import EngineUnavailable, drive
+    from ocr_assets.core import EngineUnavailable
+    from ocr_assets.engines.factory import drive
 
     write_book(tmp_path, BOOK, images=PAGES[:2], allow=PAGES[:2])
     (tmp_path / "vlm").mkdir()
