@@ -27,7 +27,6 @@ from pydantic import BaseModel, Field
 from ocr_assets.core import SyncEngine
 from ocr_assets.keys import RecordKey
 from ocr_assets.outputs import read_output
-from ocr_assets.page_requests import ContextProvider
 from ocr_assets.pipeline import Pipeline, open_store
 from ocr_assets.plan import scan_corpus
 from ocr_assets.prompts import PromptRegistry
@@ -269,15 +268,6 @@ def select_sample(nodes: Sequence[PlannedRecord], ground_truth_root: Path, size:
 # -- run -----------------------------------------------------------------------------------------
 
 
-def _context_provider(settings: Settings, store: RecordStore, engine: SyncEngine) -> ContextProvider | None:
-    """A Gemini engine's context comes from `gemini.context_source`, as in a run (`factory.drive`)."""
-    if engine.pricing_mode == "local":
-        return None
-    from ocr_assets.engines.gemini.context import provider_for  # the local OCR context loads lazily
-
-    return provider_for(settings, store)
-
-
 def _version_settings(settings: Settings, version: str, folder: Path, generation: dict[str, Any] | None = None) -> Settings:
     paths = settings.paths.model_copy(update={"database": folder / "store.duckdb", "output_root": folder / "output"})
     prompt = settings.prompt.model_copy(update={"version": version})
@@ -338,6 +328,8 @@ def run_eval(
     Results are saved to the main store's `eval_runs` / `eval_pages` tables (its records untouched)
     and, when the tracker is Braintrust, as one experiment per version and setting.
     """
+    from ocr_assets.engines.gemini.context import provider_for  # the local OCR context loads lazily
+
     if not prompt_versions:
         raise EvalError("name at least one prompt version")
     truth_root = settings.paths.ground_truth_root
@@ -370,8 +362,9 @@ def run_eval(
         version_store = RecordStore(version_settings.paths.database, max_attempts=settings.execution.max_attempts)
         version_store.add_planned(nodes)
         pipeline = Pipeline(version_settings, version_store, tracker=NullTracker(), registry=registry)
-        pipeline.run_sync(variant_engine, prompt_version=version,
-                          provider=_context_provider(version_settings, version_store, variant_engine))
+        provider = provider_for(version_settings, version_store,  # as in a run (`factory.drive`)
+                                local_engine=variant_engine.pricing_mode == "local")
+        pipeline.run_sync(variant_engine, prompt_version=version, provider=provider)
         scored: list[PageScore] = []
         outputs: dict[str, OcrPageResult | None] = {}
         records = version_store.get_many([n.key for n in nodes])

@@ -35,27 +35,17 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def render_output(result: OcrPageResult) -> bytes:
-    """The canonical bytes of a page output (deterministic, so replays are byte-identical)."""
-    return render_text(result).encode("utf-8")
-
-
-def render_text(result: OcrPageResult) -> str:
-    """The canonical text of a page output (what `render_output` encodes)."""
-    return file_text(result.to_json())
-
-
 def file_text(page_json: str) -> str:
-    """An output file's text from a page's `to_json()` (what `PageSuccess.output` holds)."""
+    """An output file's text from a page's `to_json()` (what `PageSuccess.output` holds): canonical and
+    deterministic, so replays are byte-identical."""
     return page_json + "\n"
 
 
 def write_output(output_root: Path, key: str, result: OcrPageResult) -> tuple[Path, str]:
     """Write one validated page output; returns (path, sha256 of the bytes written)."""
-    data = render_output(result)
-    path = output_path(output_root, key)
-    atomic_write_bytes(path, data)
-    return path, hashlib.sha256(data).hexdigest()
+    file = OutputFile.of(output_root, key, result.to_json())
+    atomic_write_text(file.path, file.text)
+    return file.path, file.sha256
 
 
 class OutputFile(NamedTuple):

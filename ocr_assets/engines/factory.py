@@ -105,10 +105,10 @@ def drive(
     flex) the provider `gemini.context_source` names, for a local engine the upstream page's output.
     """
     spec = spec or resolve_engine(pipeline.settings)
-    if spec.local is None and provider is None:
+    if provider is None:
         from ocr_assets.engines.gemini.context import provider_for
 
-        provider = provider_for(pipeline.settings, pipeline.store)
+        provider = provider_for(pipeline.settings, pipeline.store, local_engine=spec.local is not None)
     if spec.is_batch:
         from ocr_assets.engines.gemini.runner import run_batches
 

@@ -197,8 +197,11 @@ class UpstreamImageContext:
         return self.problems.get(record.key)
 
 
-def provider_for(settings: Settings, store: RecordStore) -> ContextProvider | None:
-    """The configured provider; None means the upstream page's output (the pipeline's default)."""
+def provider_for(settings: Settings, store: RecordStore, *, local_engine: bool = False) -> ContextProvider | None:
+    """The provider `gemini.context_source` names, for every Gemini engine (batch, real-time, flex); None
+    means the upstream page's output (the pipeline's default), which is also what a `local_engine` gets."""
+    if local_engine:
+        return None
     if settings.gemini.context_source == LOCAL_OCR:
         return LocalOcrContext(settings, store)
     if settings.gemini.context_source == UPSTREAM_IMAGE:
