@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
-import tempfile
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -27,7 +27,8 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     try:
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
         raise
 
 
@@ -35,32 +36,31 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def file_text(page_json: str) -> str:
-    """An output file's text from a page's `to_json()` (what `PageSuccess.output` holds): canonical and
-    deterministic, so replays are byte-identical."""
-    return page_json + "\n"
-
-
 def write_output(output_root: Path, key: str, result: OcrPageResult) -> tuple[Path, str]:
     """Write one validated page output; returns (path, sha256 of the bytes written)."""
     file = OutputFile.of(output_root, key, result.to_json())
-    atomic_write_text(file.path, file.text)
+    atomic_write_bytes(file.path, file.data)
     return file.path, file.sha256
 
 
 class OutputFile(NamedTuple):
-    """One page output to write: where, its canonical text, and the sha256 of its bytes."""
+    """One page output to write: where, its bytes (canonical and deterministic, so a replay is
+    byte-identical), and their sha256."""
 
     key: str
     path: Path
-    text: str
+    data: bytes
     sha256: str
 
     @classmethod
     def of(cls, output_root: Path, key: str, page_json: str) -> OutputFile:
-        """The output file of a page's `to_json()` (what `PageSuccess.output` holds)."""
-        text = file_text(page_json)
-        return cls(key, output_path(output_root, key), text, hashlib.sha256(text.encode("utf-8")).hexdigest())
+        """The output file of a page's `to_json()` (what `PageSuccess.output` holds) and a newline."""
+        data = (page_json + "\n").encode("utf-8")
+        return cls(key, output_path(output_root, key), data, hashlib.sha256(data).hexdigest())
+
+    @property
+    def text(self) -> str:
+        return self.data.decode("utf-8")
 
 
 def write_outputs(files: Iterable[OutputFile]) -> None:
@@ -71,7 +71,7 @@ def write_outputs(files: Iterable[OutputFile]) -> None:
     place, each folder fsynced once so the renames survive a crash too. A reader sees the old file
     or the new one, never a partial one.
     """
-    staged: list[tuple[Path, Path]] = []  # (temp, target) not renamed yet
+    staged: list[tuple[str, Path]] = []  # (temp, target) not renamed yet
     folders: set[Path] = set()
     try:
         for file in files:
@@ -79,7 +79,7 @@ def write_outputs(files: Iterable[OutputFile]) -> None:
                 file.path.parent.mkdir(parents=True, exist_ok=True)
                 sweep_stale_temps(file.path.parent)
                 folders.add(file.path.parent)
-            staged.append((Path(_write_temp(file.path, file.text.encode("utf-8"), durable=False)), file.path))
+            staged.append((_write_temp(file.path, file.data, durable=False), file.path))
         if staged:
             sync_to_disk()
         while staged:
@@ -87,7 +87,8 @@ def write_outputs(files: Iterable[OutputFile]) -> None:
             staged.pop()
     except BaseException:
         for tmp, _ in staged:  # never an output: only litter
-            tmp.unlink(missing_ok=True)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
         raise
     for folder in folders:
         fsync_dir(folder)
@@ -120,8 +121,15 @@ def sweep_stale_temps(folder: Path, *, older_than_s: float = STALE_TEMP_S) -> in
 
 def _write_temp(path: Path, data: bytes, *, durable: bool = True) -> str:
     """Write `data` to a new temp file beside `path` (named so a sweep can find it), fsynced unless
-    the caller syncs many at once; its path."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    the caller syncs many at once; its path. Created with the usual permissions (0666 less the
+    umask), which the output keeps when renamed: a `mkstemp` file would make every output 0600."""
+    while True:
+        tmp = f"{path.parent}/.{path.name}.{os.urandom(6).hex()}.tmp"
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+            break
+        except FileExistsError:
+            continue
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)

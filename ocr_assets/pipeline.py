@@ -262,10 +262,9 @@ class Pipeline:
                 generation_config={**generation, "context_source": request.context_source} if request else generation,
             )
             if isinstance(outcome, PageSuccess):
-                output = files[key]  # rendered once: the logged JSON is the text on disk
+                output = files[key]  # logged by reference: the file is the output's one copy
                 records.append(
-                    RecordOutcome(success=True, output_path=str(output.path), output_sha256=output.sha256,
-                                  output_json=output.text, **common)
+                    RecordOutcome(success=True, output_path=str(output.path), output_sha256=output.sha256, **common)
                 )
             else:
                 records.append(
@@ -277,7 +276,8 @@ class Pipeline:
         )
         if self.tracker.enabled:  # the events re-parse every output: only build them for a live tracker
             applied = set(summary.applied)
-            events = [self._event(rec, batch_id, by_key.get(rec.key)) for rec in records if rec.key in applied]
+            events = [self._event(rec, batch_id, by_key.get(rec.key), files.get(rec.key))
+                      for rec in records if rec.key in applied]
             try:
                 self.tracker.log_inferences(events)
             except Exception:  # tracking must never fail a run
@@ -286,7 +286,8 @@ class Pipeline:
         return summary
 
     @staticmethod
-    def _event(rec: RecordOutcome, batch_id: str, request: PageRequest | None) -> InferenceEvent:
+    def _event(rec: RecordOutcome, batch_id: str, request: PageRequest | None,
+               output: OutputFile | None) -> InferenceEvent:
         import json
 
         book, _, page = rec.key.rpartition(":")
@@ -299,7 +300,7 @@ class Pipeline:
             prompt_template_hash=rec.prompt_template_hash,
             rendered_prompt=rec.rendered_prompt, previous_context=rec.previous_context,
             generation_config=rec.generation_config or {},
-            output=json.loads(rec.output_json) if rec.output_json else None,
+            output=json.loads(output.data) if output else None,
             error_class=rec.error_class, error_type=rec.error_type, error_message=rec.message,
             traceback=rec.traceback,
             raw_response=rec.raw_response, prompt_tokens=rec.prompt_tokens, output_tokens=rec.output_tokens,

@@ -62,3 +62,13 @@ def test_writing_outputs_sweeps_temp_files_a_killed_writer_left_but_not_fresh_on
     write_outputs([file])
     assert read_output(file.path).page_info.page_number == 3
     assert sorted(p.name for p in folder.iterdir()) == sorted([".4.json.in-flight.tmp", ".notes.txt", "3.json"])
+
+
+def test_outputs_get_the_usual_permissions_not_a_temp_files_owner_only_mode(tmp_path: Path) -> None:
+    umask = os.umask(0o022)
+    try:
+        file = OutputFile.of(tmp_path, "CA:ucla:1900:1", _page(1))
+        write_outputs([file])
+    finally:
+        os.umask(umask)
+    assert file.path.stat().st_mode & 0o777 == 0o644  # readable by the group and others, as `open` makes it

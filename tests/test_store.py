@@ -169,7 +169,7 @@ def test_a_mixed_batch_logs_every_column_in_bulk(store: RecordStore) -> None:
     ok, bad, stale = "NY:nyu:1901:1", "CA:ucla:1900:1", "CA:ucla:1900:2"
     store.claim("b1", _items([ok, bad]), engine="local", model="m")
     success = _ok(ok).model_copy(update={
-        "output_json": '{"page": 1}\n', "rendered_prompt": "prompt 1", "previous_context": {"b": 2, "a": 1},
+        "rendered_prompt": "prompt 1", "previous_context": {"b": 2, "a": 1},
         "generation_config": {"temperature": 0}, "latency_s": 1.5, "prompt_template_hash": "t", "model": "m2",
         "realtime_cost_usd": 0.002, "worker": "gpu-host-3/node-a",
     })
@@ -183,7 +183,7 @@ def test_a_mixed_batch_logs_every_column_in_bulk(store: RecordStore) -> None:
         "key": ok, "book": "NY:nyu:1901", "page": 1, "attempt": 1, "batch_id": "b1", "engine": "local",
         "model": "m2", "success": True, "prompt_name": "page_ocr", "prompt_version": "v1.1", "prompt_vars_hash": "h",
         "rendered_prompt": "prompt 1", "previous_context": '{"a": 1, "b": 2}', "generation_config": '{"temperature": 0}',
-        "output_json": '{"page": 1}\n', "error_type": None, "error_message": None, "raw_response": None,
+        "output_json": None, "output_path": f"/out/{ok}.json", "output_sha256": "x", "error_type": None, "error_message": None, "raw_response": None,
         "prompt_tokens": 10, "output_tokens": 5, "cached_tokens": 0, "cost_usd": 0.001, "latency_s": 1.5,
         "error_class": None, "traceback": None, "prompt_template_hash": "t", "worker": "gpu-host-3/node-a",
     }

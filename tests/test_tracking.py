@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from ocr_assets.core import TokenUsage
+from ocr_assets.outputs import file_sha256
 from ocr_assets.pipeline import Pipeline
 from ocr_assets.plan import build_plan
 from ocr_assets.pricing import cost
@@ -135,14 +136,20 @@ def test_the_inference_log_holds_the_same_fields_as_the_span(tmp_path: Path) -> 
     pipeline, _, _ = _run(tmp_path, tracker)
     rows = {r["key"]: r for r in pipeline.store.query("SELECT * FROM inference_log")}
     columns = set(next(iter(rows.values())))
-    renamed = {"output": "output_json"}
-    assert {renamed.get(f, f) for f in InferenceEvent.model_fields} <= columns
+    assert set(InferenceEvent.model_fields) - {"output"} <= columns
     assert len(tracker.events) == 2
     for event in tracker.events:
         row = rows[event.key]
-        for name, value in event.model_dump().items():
-            stored = row[renamed.get(name, name)]
-            if name in ("output", "previous_context", "generation_config"):
+        # The output is logged by reference: the file written, whose bytes the sha256 names.
+        if event.success:
+            assert row["output_json"] is None
+            assert file_sha256(Path(row["output_path"])) == row["output_sha256"]
+            assert json.loads(Path(row["output_path"]).read_text(encoding="utf-8")) == event.output
+        else:
+            assert row["output_path"] is None and row["output_sha256"] is None and event.output is None
+        for name, value in event.model_dump(exclude={"output"}).items():
+            stored = row[name]
+            if name in ("previous_context", "generation_config"):
                 stored = json.loads(stored) if stored is not None else None
             if name == "error_message" and value is not None:
                 assert stored.endswith(value)  # the store may prefix "retries exhausted after N attempts: "

@@ -131,7 +131,6 @@ class RecordOutcome(BaseModel):
     success: bool
     output_path: str | None = None
     output_sha256: str | None = None
-    output_json: str | None = None
     error_class: str | None = None  # "retryable" | "fatal"
     error_type: str | None = None
     message: str | None = None

@@ -37,11 +37,11 @@ def write_outcome_logs(con: duckdb.DuckDBPyConnection, batch_id: str, now: datet
     con.execute(
         """INSERT INTO inference_log (key, book, page, attempt, batch_id, engine, model, success,
                prompt_name, prompt_version, prompt_vars_hash, rendered_prompt, previous_context,
-               generation_config, output_json, error_type, error_message, raw_response,
+               generation_config, output_path, output_sha256, error_type, error_message, raw_response,
                prompt_tokens, output_tokens, cached_tokens, cost_usd, latency_s, created_at,
                error_class, traceback, prompt_template_hash, worker)
            SELECT key, book, page, attempt, ?, engine, model, success, prompt_name, prompt_version,
-               prompt_vars_hash, rendered_prompt, previous_context, generation_config, output_json,
+               prompt_vars_hash, rendered_prompt, previous_context, generation_config, output_path, output_sha256,
                error_type, message, raw_response, prompt_tokens, output_tokens, cached_tokens,
                cost_usd, latency_s, ?,
                CASE WHEN success THEN NULL ELSE coalesce(error_class, 'retryable') END,
@@ -77,7 +77,6 @@ def outcome_table(rows: Sequence[tuple[RecordOutcome, tuple[Any, ...], str, str 
         "raw_response": (text, [o.raw_response for o in outcomes]),
         "output_path": (text, [o.output_path for o in outcomes]),
         "output_sha256": (text, [o.output_sha256 for o in outcomes]),
-        "output_json": (text, [o.output_json for o in outcomes]),
         "model": (text, [o.model for o in outcomes]),
         "engine": (text, [o.engine for o in outcomes]),
         "pricing_mode": (text, [o.pricing_mode for o in outcomes]),

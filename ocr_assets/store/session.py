@@ -3,13 +3,14 @@
 DuckDB allows one read-write process per file and no readers beside it, while Dagster runs, the
 daemon's sensors and the CLI are separate processes. So every access holds an exclusive `flock` on
 `<db>.lock` around open-use-close (DESIGN.md has the measurement that rejected "retry on lock
-error"). Opening costs ~20-30 ms and closing checkpoints, so a unit of work (a sensor tick, a submit
-wave, one ingest) opens one session and makes all its calls inside it; a call outside any session
+error"). Opening (attaching the file to this process's in-memory DuckDB) costs a few ms and closing
+(detaching it) checkpoints, so a unit of work (a sensor tick, a submit wave, one ingest) opens one
+session and makes all its calls inside it; a call outside any session
 opens a short one for itself. A process killed inside a session loses nothing: each transaction is
 committed (WAL) before its call returns, and the OS drops the lock with the process.
 
-A session belongs to the process that opened it: DuckDB caches open databases per process, so a
-child forked inside one would write through a stale copy; it is refused and says so.
+A session belongs to the process that opened it: a child forked inside one would write through
+its parent's copy of the attached file; it is refused and says so.
 """
 
 from __future__ import annotations
@@ -36,6 +37,27 @@ from ocr_assets.store.schema import migrate
 _DUCKDB_CONFIG = {"autoinstall_known_extensions": False, "autoload_known_extensions": False,
                   "max_vacuum_tasks": 0}
 
+# Starting a DuckDB database costs ~13 ms of CPU (its catalog of built-in functions) even in memory,
+# while attaching a file to a running one costs ~1 ms. So each process keeps one in-memory database
+# and a session attaches the store file (taking DuckDB's file lock) and detaches it at the end
+# (checkpoint, lock released), as closing a connection to the file did.
+_ENGINE: tuple[int, duckdb.DuckDBPyConnection] | None = None
+# A parent's, in a forked child: never closed (closing joins threads that were not forked along).
+_INHERITED: list[duckdb.DuckDBPyConnection] = []
+_ENGINE_GUARD = threading.Lock()
+_ATTACHED = iter(range(1, 1 << 62))
+
+
+def _engine() -> duckdb.DuckDBPyConnection:
+    """This process's in-memory DuckDB (a forked child starts its own)."""
+    global _ENGINE
+    with _ENGINE_GUARD:
+        if _ENGINE is None or _ENGINE[0] != os.getpid():
+            if _ENGINE is not None:
+                _INHERITED.append(_ENGINE[1])
+            _ENGINE = (os.getpid(), duckdb.connect(":memory:", config=_DUCKDB_CONFIG))
+        return _ENGINE[1]
+
 
 class _LockConflict(Exception):
     pass
@@ -46,6 +68,10 @@ def _is_lock_conflict(exc: BaseException) -> bool:
     return "lock" in text and ("conflict" in text or "could not set lock" in text)
 
 
+def _quoted(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
 # Another program (a user's duckdb shell) may hold the file without our lock: retry briefly.
 @retry(
     retry=retry_if_exception_type(_LockConflict),
@@ -53,9 +79,9 @@ def _is_lock_conflict(exc: BaseException) -> bool:
     wait=wait_exponential_jitter(initial=0.05, max=2.0),
     reraise=True,
 )
-def _connect_retrying(path: Path) -> duckdb.DuckDBPyConnection:
+def _attach_retrying(con: duckdb.DuckDBPyConnection, path: Path, alias: str) -> None:
     try:
-        return duckdb.connect(str(path), config=_DUCKDB_CONFIG)
+        con.execute(f"ATTACH {_quoted(str(path))} AS {alias}")
     except duckdb.IOException as exc:
         if _is_lock_conflict(exc):
             raise _LockConflict(str(exc)) from exc
@@ -63,17 +89,33 @@ def _connect_retrying(path: Path) -> duckdb.DuckDBPyConnection:
 
 
 def open_database(path: Path) -> duckdb.DuckDBPyConnection:
-    """A connection to the store file with every migration applied."""
+    """A connection whose default database is the store file, with every migration applied.
+
+    `close_database` ends it."""
+    con = _engine().cursor()
+    alias = f"store_{next(_ATTACHED)}"
     try:
-        con = _connect_retrying(path)
-    except _LockConflict as exc:
-        raise StoreError(f"record store {path} is locked by another program: {exc}") from None
-    try:
+        try:
+            _attach_retrying(con, path, alias)
+        except _LockConflict as exc:
+            raise StoreError(f"record store {path} is locked by another program: {exc}") from None
+        con.execute(f"USE {alias}")
         migrate(con)
     except BaseException:
-        con.close()
+        close_database(con, alias)
         raise
     return con
+
+
+def close_database(con: duckdb.DuckDBPyConnection, alias: str | None = None) -> None:
+    """Detach the store file (a checkpoint; DuckDB's file lock is released) and close the connection."""
+    try:
+        alias = alias or con.execute("SELECT current_database()").fetchone()[0]
+        if alias.startswith("store_"):
+            con.execute("USE memory")
+            con.execute(f"DETACH DATABASE IF EXISTS {alias}")
+    finally:
+        con.close()
 
 
 class FileSession:
@@ -110,7 +152,7 @@ class FileSession:
     def close_connection(self) -> None:
         con, self.con = self.con, None
         if con is not None:
-            con.close()
+            close_database(con)
 
     def close(self) -> None:
         """Close the connection (a checkpoint) and unlock the file."""

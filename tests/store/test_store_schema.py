@@ -38,7 +38,7 @@ def test_a_store_file_from_before_numbered_migrations_opens_and_migrates(tmp_pat
     assert [r["version"] for r in applied] == [v for v, _ in MIGRATIONS]
     columns = {r["column_name"] for r in store.query(
         "SELECT column_name FROM duckdb_columns() WHERE table_name = 'inference_log'")}
-    assert {"error_class", "traceback", "prompt_template_hash", "worker"} <= columns
+    assert {"error_class", "traceback", "prompt_template_hash", "worker", "output_path", "output_sha256"} <= columns
     indexes = {r["index_name"] for r in store.query("SELECT index_name FROM duckdb_indexes()")}
     assert {"records_upstream_key", "batch_records_batch_id"} <= indexes
     assert store.evaluations() == []  # the eval tables exist now
