@@ -122,6 +122,9 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/ocr_assets_ingest_throughput"))
     parser.add_argument("--profile", action="store_true", help="cProfile the timed part and print the top")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--keep", action="store_true",
+                        help="leave the work folder in place (deleting many files slows creating files "
+                             "on some disks for minutes: back-to-back runs keep theirs and clean up after)")
     args = parser.parse_args()
 
     shutil.rmtree(args.workdir, ignore_errors=True)
@@ -231,7 +234,8 @@ def main() -> None:
         out = io.StringIO()
         pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(20)
         print(out.getvalue())
-    shutil.rmtree(args.workdir, ignore_errors=True)
+    if not args.keep:
+        shutil.rmtree(args.workdir, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ Target (issue 17): claim and apply at 1M within 2x of their 10k cost (flat, not 
 Each store is planned in bulk (books of 1,000 pages, a chain break every 50), then every figure is
 the median of `--rounds` rounds (interleaved across the sizes), timed inside one `store.session()`
 so the open/close (a checkpoint, timed on its own) is not mixed into the statement costs. Every round claims fresh runnable records
-(longest chain first, as the submitter does) and applies realistic outcomes (~10 KB output JSON).
+(longest chain first, as the submitter does) and applies realistic outcomes (the output logged by reference, as ingest does).
 
     python bench/store_scale.py [--sizes 10000,100000,1000000] [--rounds 5]
 """
