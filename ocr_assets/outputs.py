@@ -36,13 +36,6 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def write_output(output_root: Path, key: str, result: OcrPageResult) -> tuple[Path, str]:
-    """Write one validated page output; returns (path, sha256 of the bytes written)."""
-    file = OutputFile.of(output_root, key, result.to_json())
-    atomic_write_bytes(file.path, file.data)
-    return file.path, file.sha256
-
-
 class OutputFile(NamedTuple):
     """One page output to write: where, its bytes (canonical and deterministic, so a replay is
     byte-identical), and their sha256."""

@@ -8,11 +8,11 @@ from typer.testing import CliRunner
 
 from ocr_assets.cli import app
 from ocr_assets.cli import common
-from ocr_assets.outputs import write_output
 from ocr_assets.pipeline import Pipeline
 from ocr_assets.settings import load_settings
 from tests.fixtures.corpus import REPO_ROOT
 from tests.fixtures.ops_scenario import A, B, ScriptedEngine, build_scenario, copy_scenario, page_result
+from tests.fixtures.records import write_output
 
 runner = CliRunner()
 

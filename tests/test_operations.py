@@ -7,11 +7,11 @@ import duckdb
 import pytest
 
 from ocr_assets import operations as ops
-from ocr_assets.outputs import write_output
 from ocr_assets.prompts import PromptRegistry
 from ocr_assets.store import ClaimItem, RecordStatus
 from tests.fixtures.corpus import REPO_ROOT
 from tests.fixtures.ops_scenario import A, B, MALFORMED, build_scenario, copy_scenario, page_result
+from tests.fixtures.records import write_output
 
 
 @pytest.fixture(scope="module")
