@@ -51,10 +51,6 @@ class OutputFile(NamedTuple):
         data = (page_json + "\n").encode("utf-8")
         return cls(key, output_path(output_root, key), data, hashlib.sha256(data).hexdigest())
 
-    @property
-    def text(self) -> str:
-        return self.data.decode("utf-8")
-
 
 def write_outputs(files: Iterable[OutputFile]) -> None:
     """Write many outputs atomically and durably, paying for durability once per batch.

@@ -26,7 +26,7 @@ def test_a_batch_of_outputs_lands_whole_with_the_bytes_and_hashes_it_names(tmp_p
     write_outputs(files)
     for file in files:
         assert file.path == output_path(tmp_path, file.key)
-        assert file.path.read_text(encoding="utf-8") == file.text and file.text.endswith("\n")
+        assert file.path.read_bytes() == file.data and file.data.endswith(b"\n")
         assert file_sha256(file.path) == file.sha256
         assert read_output(file.path).page_info.page_number == int(file.key.rpartition(":")[2])
     assert _temps(tmp_path) == []
@@ -42,7 +42,7 @@ def test_a_batch_that_fails_midway_renames_nothing_and_leaves_no_temp_files(tmp_
         write_outputs([OutputFile.of(tmp_path, "CA:ucla:1900:1", _page(7)),
                        OutputFile.of(tmp_path, "CA:ucla:1900:2", _page(2)),
                        OutputFile.of(tmp_path, "CA:usc:1900:1", _page(1, "usc"))])
-    assert kept.path.read_text(encoding="utf-8") == kept.text  # the old output, not page 7
+    assert kept.path.read_bytes() == kept.data  # the old output, not page 7
     assert not output_path(tmp_path, "CA:ucla:1900:2").exists()
     assert _temps(tmp_path) == []
 

@@ -7,6 +7,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from ocr_assets.store.session import sql_string
+
 
 def write_courses_db(path: Path, parquet_files: Sequence[str], empty_courses: Any, *, preview_rows: int,
                      export_parquet: Callable[[Callable[[Path], None]], None]) -> dict[str, Any]:
@@ -27,11 +29,7 @@ def write_courses_db(path: Path, parquet_files: Sequence[str], empty_courses: An
             f"AS books FROM courses GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT {int(preview_rows)}"
         ).to_arrow_table().to_pylist()
         preview = con.sql(f"SELECT * FROM courses LIMIT {int(preview_rows)}").to_arrow_table().to_pylist()
-        export_parquet(lambda target: con.execute(f"COPY courses TO {_sql_str(target)} (FORMAT parquet)"))
+        export_parquet(lambda target: con.execute(f"COPY courses TO {sql_string(target)} (FORMAT parquet)"))
     finally:
         con.close()
     return {"rows": rows, "books": books, "by_department": by_department, "preview": preview}
-
-
-def _sql_str(path: Path) -> str:
-    return "'" + str(path).replace("'", "''") + "'"

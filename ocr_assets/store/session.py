@@ -16,6 +16,7 @@ its parent's copy of the attached file; it is refused and says so.
 from __future__ import annotations
 
 import fcntl
+import itertools
 import os
 import shutil
 import threading
@@ -45,7 +46,7 @@ _ENGINE: tuple[int, duckdb.DuckDBPyConnection] | None = None
 # A parent's, in a forked child: never closed (closing joins threads that were not forked along).
 _INHERITED: list[duckdb.DuckDBPyConnection] = []
 _ENGINE_GUARD = threading.Lock()
-_ATTACHED = iter(range(1, 1 << 62))
+_ATTACHED = itertools.count(1)  # attachment aliases: store_1, store_2, ...
 
 
 def _engine() -> duckdb.DuckDBPyConnection:
@@ -68,8 +69,9 @@ def _is_lock_conflict(exc: BaseException) -> bool:
     return "lock" in text and ("conflict" in text or "could not set lock" in text)
 
 
-def _quoted(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
+def sql_string(text: str | Path) -> str:
+    """`text` as a SQL string literal, for statements that take no parameters (ATTACH, COPY ... TO)."""
+    return "'" + str(text).replace("'", "''") + "'"
 
 
 # Another program (a user's duckdb shell) may hold the file without our lock: retry briefly.
@@ -81,7 +83,7 @@ def _quoted(text: str) -> str:
 )
 def _attach_retrying(con: duckdb.DuckDBPyConnection, path: Path, alias: str) -> None:
     try:
-        con.execute(f"ATTACH {_quoted(str(path))} AS {alias}")
+        con.execute(f"ATTACH {sql_string(path)} AS {alias}")
     except duckdb.IOException as exc:
         if _is_lock_conflict(exc):
             raise _LockConflict(str(exc)) from exc

@@ -179,3 +179,9 @@ def test_a_child_forked_outside_a_session_uses_the_store_itself(tmp_path: Path) 
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
     assert (store.kv_get("parent"), store.kv_get("child")) == ("1", "1")
+
+
+def test_a_store_in_a_folder_whose_name_has_a_quote_opens(tmp_path: Path) -> None:
+    store = RecordStore(tmp_path / "it's here" / "s.duckdb")  # the path is a SQL literal in ATTACH
+    store.kv_set("a", "1")
+    assert RecordStore(store.path).kv_get("a") == "1"
