@@ -63,7 +63,7 @@ class PageSuccess(BaseModel):
     """
 
     key: str
-    output: str  # `OcrPageResult.to_json()` of the validated page: the bytes its output file holds
+    output: bytes  # `OcrPageResult.to_json_bytes()` of the validated page: what its output file holds
     raw_response: str | None = None
     usage: TokenUsage = Field(default_factory=TokenUsage)
     model: str = ""
@@ -78,7 +78,7 @@ class PageSuccess(BaseModel):
             data = dict(data)
             result = data.pop("result")
             page = result if isinstance(result, OcrPageResult) else OcrPageResult.model_validate(result)
-            data["output"] = page.to_json()
+            data["output"] = page.to_json_bytes()
         return data
 
     @property

@@ -46,9 +46,9 @@ class OutputFile(NamedTuple):
     sha256: str
 
     @classmethod
-    def of(cls, output_root: Path, key: str, page_json: str) -> OutputFile:
-        """The output file of a page's `to_json()` (what `PageSuccess.output` holds) and a newline."""
-        data = (page_json + "\n").encode("utf-8")
+    def of(cls, output_root: Path, key: str, page_json: bytes) -> OutputFile:
+        """The output file of a page's `to_json_bytes()` (what `PageSuccess.output` holds) and a newline."""
+        data = page_json + b"\n"
         return cls(key, output_path(output_root, key), data, hashlib.sha256(data).hexdigest())
 
 

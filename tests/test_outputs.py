@@ -8,12 +8,12 @@ from ocr_assets.outputs import STALE_TEMP_S, OutputFile, file_sha256, output_pat
 from ocr_assets.schema import OcrPageResult
 
 
-def _page(page: int, school: str = "ucla") -> str:
+def _page(page: int, school: str = "ucla") -> bytes:
     return OcrPageResult.model_validate({
         "raw_ocr": {"text_blocks": [{"block_id": 1, "position": [0, 0, 10, 10], "text": f"page {page}"}]},
         "page_info": {"page_number": page, "is_complete_page": True, "content_type": "course_listing"},
         "school_name": school, "catalog_year": 1900, "courses": [],
-    }).to_json()
+    }).to_json_bytes()
 
 
 def _temps(root: Path) -> list[Path]:

@@ -159,8 +159,3 @@ class ApplySummary(BaseModel):
     fatal: list[str] = Field(default_factory=list)
     ignored: list[str] = Field(default_factory=list)  # not RUNNING in this batch (stale or replayed)
     blocked: int = 0
-
-
-# Skip extension auto-loading work the store never needs.
-# Closing checkpoints, and each ingest transaction lands as its own small row group; vacuum would
-# merge it into its neighbours at every checkpoint, recompressing them again and again (20k-record

@@ -82,15 +82,14 @@ class RecordsMixin(StoreBase):
             # Chunks keep the Arrow copy small next to a million planned tuples.
             for start in range(0, len(rows), _INSERT_CHUNK):
                 chunk = rows[start:start + _INSERT_CHUNK]
-                plan_nodes = pa.table(  # noqa: F841 - referenced by name in SQL
-                    {name: pa.array([row[i] for row in chunk], type=types.get(name, pa.string()))
-                     for i, name in enumerate(columns)}
-                )
-                con.execute(
-                    f"INSERT INTO records ({', '.join(columns)}, created_at, updated_at) "
-                    f"SELECT {', '.join(columns)}, ?, ? FROM plan_nodes ON CONFLICT DO NOTHING",
-                    [now, now],
-                )
+                table = pa.table({name: pa.array([row[i] for row in chunk], type=types.get(name, pa.string()))
+                                  for i, name in enumerate(columns)})
+                with registered(con, "plan_nodes", table):
+                    con.execute(
+                        f"INSERT INTO records ({', '.join(columns)}, created_at, updated_at) "
+                        f"SELECT {', '.join(columns)}, ?, ? FROM plan_nodes ON CONFLICT DO NOTHING",
+                        [now, now],
+                    )
         return len(nodes)
 
     def export_plan(self) -> dict[str, Any]:
