@@ -255,7 +255,7 @@ def _describe(exc: ValidationError) -> tuple[str, str]:
         tried = [str(e["loc"][-1]).removeprefix("constrained-") for e in here if _UNION_TAG.match(str(e["loc"][-1]))]
         why = f"wrong type (expected {' or '.join(tried)})" if tried else _WHY.get(here[0]["type"], here[0]["msg"])
     elif here[0]["type"] == "list_type" and here[0].get("input") is None:
-        why = "null (a page without text has [])"
+        why = "null where a list is required (none is [])"  # e.g. text_blocks: a blank page sends []
     else:
         why = _WHY.get(here[0]["type"]) or here[0]["msg"].removeprefix("Value error, ")
     others = len({path(e) for e in errors} - {field})

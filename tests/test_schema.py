@@ -97,7 +97,7 @@ def test_a_wrong_answer_is_rejected_naming_the_field_and_why(case, text, kind, f
 def test_null_text_blocks_say_what_a_page_without_text_sends_instead():
     with pytest.raises(OutputParseError) as caught:
         parse_page_result(json.dumps(answer(raw_ocr={"text_blocks": None})))
-    assert str(caught.value).endswith("at raw_ocr.text_blocks: null (a page without text has [])")
+    assert str(caught.value).endswith("at raw_ocr.text_blocks: null where a list is required (none is [])")
     with pytest.raises(OutputParseError) as caught:  # the wrong type is still just that
         parse_page_result(json.dumps(answer(raw_ocr={"text_blocks": "none"})))
     assert str(caught.value).endswith("at raw_ocr.text_blocks: not a list")

@@ -132,7 +132,7 @@ def _write_book(job: _BookJob) -> _BookResult:
             academic_year=book.academic_year,
             courses=layout.courses,
         )
-        _write(out / "ground_truth" / rel / f"{layout.page}.json", (result.to_json() + "\n").encode())
+        _write(out / "ground_truth" / rel / f"{layout.page}.json", result.to_json_bytes() + b"\n")
         courses += len(layout.courses)
         if layout.page in allow:
             label = {"page": layout.page, "label": _label(layout.content_type), "confidence": allow[layout.page]}
